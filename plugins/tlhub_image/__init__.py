@@ -1,0 +1,119 @@
+"""tlhub's image plugin: ViT image classifiers, and scikit-learn's handwritten digits as a data source.
+
+Registered through the ``tlhub`` entry-point group exactly as a third-party plugin would be
+(see ``pyproject.toml``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from io import BytesIO
+from typing import TYPE_CHECKING, Any
+
+import datasets
+import numpy as np
+import PIL.Image
+from transformers import AutoImageProcessor, AutoModelForImageClassification, ViTImageProcessorPil
+
+import tlhub
+from tlhub.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PretrainedConfig
+
+
+def load_processor(checkpoint: str) -> Any:
+    # The PIL backend needs no torchvision, and matches what the checkpoint was trained with here.
+    return AutoImageProcessor.from_pretrained(checkpoint, backend="pil")
+
+
+def new_processor(config: PretrainedConfig) -> Any:
+    size = config.image_size
+    return ViTImageProcessorPil(size={"height": size, "width": size})
+
+
+def check_data(split: datasets.Dataset, column: str, config: PretrainedConfig) -> list[str]:
+    """Open every image header (cheap: no pixel decoding) to find unreadable files, modes and sizes."""
+    raw = split.select_columns([column]).cast_column(column, datasets.Image(decode=False))
+    modes: set[str] = set()
+    sizes: set[tuple[int, int]] = set()
+    for batch in raw.iter(batch_size=1024):
+        for item in batch[column]:
+            where = item.get("path") or "an embedded image"
+            try:
+                with PIL.Image.open(BytesIO(item["bytes"]) if item.get("bytes") else item["path"]) as image:
+                    image.verify()
+                    modes.add(image.mode)
+                    sizes.add(image.size)
+            except Exception as exc:
+                raise DataError(f"data: image file '{where}' cannot be read ({type(exc).__name__}: {exc})") from None
+    adaptations = []
+    target_mode = "RGB" if config.num_channels == 3 else "L"
+    if modes - {target_mode}:
+        adaptations.append(
+            f"images of mode {', '.join(sorted(modes - {target_mode}))} converted to {target_mode} "
+            f"(the model reads {config.num_channels} channel(s))"
+        )
+    target = (config.image_size, config.image_size)
+    if sizes - {target}:
+        shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes - {target})[:5])
+        more = f" and {len(sizes) - 5} other sizes" if len(sizes) > 5 else ""
+        adaptations.append(f"images of {shown}{more} resized to {target[0]}x{target[1]} (the model's image size)")
+    return adaptations
+
+
+def make_encoder(processor: Any, config: PretrainedConfig) -> Callable[[Sequence[Any]], dict[str, torch.Tensor]]:
+    mode = "RGB" if config.num_channels == 3 else "L"
+
+    def encode(images: Sequence[PIL.Image.Image]) -> dict[str, torch.Tensor]:
+        return dict(processor(images=[image.convert(mode) for image in images], return_tensors="pt"))
+
+    return encode
+
+
+def load_digits() -> datasets.DatasetDict:
+    """scikit-learn's 1,797 real 8x8 handwritten digits as grayscale images, in one ``train`` split."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    # Pixel values are 0..16 (counts of set pixels in 4x4 blocks of the original 32x32 bitmaps).
+    pixels = np.round(bunch.images * (255 / 16)).astype(np.uint8)
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=[str(d) for d in range(10)])}
+    )
+    images = [PIL.Image.fromarray(p) for p in pixels]
+    train = datasets.Dataset.from_dict({"image": images, "label": bunch.target.tolist()}, features=features)
+    return datasets.DatasetDict({"train": train})
+
+
+@tlhub.hookimpl
+def register_modalities(register: Callable[[tlhub.Modality], None]) -> None:
+    register(
+        tlhub.Modality(
+            name="image",
+            input_type="image",
+            model_types=("vit",),
+            auto_model=AutoModelForImageClassification,
+            pipeline_task="image-classification",
+            head_modules=("classifier",),
+            # transformers 5 names ViT's attention projections q/k/v/o_proj; LoRA's classic choice is q and v.
+            lora_targets=("q_proj", "v_proj"),
+            load_processor=load_processor,
+            new_processor=new_processor,
+            check_data=check_data,
+            make_encoder=make_encoder,
+            description="ViT image classifiers (transformers AutoModelForImageClassification)",
+        )
+    )
+
+
+@tlhub.hookimpl
+def register_sources(register: Callable[[tlhub.Source], None]) -> None:
+    register(
+        tlhub.Source(
+            name="sklearn_digits",
+            load=load_digits,
+            description="scikit-learn's 1,797 real 8x8 grayscale handwritten digits, classes 0-9, one 'train' split",
+        )
+    )

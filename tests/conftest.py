@@ -1,0 +1,107 @@
+"""Shared fixtures: tiny random models saved to disk, recipe writers, and the CLI driven in-process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+PRETRAINED_VIT = REPO / "recipes" / "checkpoints" / "vit-cifar10"
+
+
+def tiny_vit_config(**overrides: Any) -> Any:
+    from transformers import ViTConfig
+
+    values = dict(
+        image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, num_labels=5,
+    )
+    values.update(overrides)
+    return ViTConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def tiny_vit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer ViT classifier (5 classes) saved as a checkpoint folder."""
+    import torch
+    from transformers import ViTForImageClassification, ViTImageProcessorPil
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-vit")
+    ViTForImageClassification(tiny_vit_config(id2label={i: f"old{i}" for i in range(5)})).save_pretrained(path)
+    ViTImageProcessorPil(size={"height": 16, "width": 16}).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_wav2vec2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny wav2vec2 audio classifier saved as a checkpoint folder."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
+
+    path = tmp_path_factory.mktemp("tiny-wav2vec2")
+    config = Wav2Vec2Config(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        conv_dim=(8, 8), conv_stride=(5, 2), conv_kernel=(10, 3), num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=2, num_labels=2,
+    )
+    Wav2Vec2ForSequenceClassification(config).save_pretrained(path)
+    return path
+
+
+def digits_recipe(checkpoint: Path | str, output_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """A small fine-tuning recipe on scikit-learn's digits; ``sections`` update its top-level sections."""
+    recipe: dict[str, Any] = {
+        "model": {"plugin": "image", "checkpoint": str(checkpoint)},
+        "data": {
+            "source": "sklearn_digits",
+            "input_column": "image",
+            "test_fraction": 0.2,
+            "validation_fraction": 0.1,
+            "train_samples_per_class": 12,
+        },
+        "tuning": {"strategy": "full"},
+        "train": {"epochs": 1, "batch_size": 32, "eval_batch_size": 128, "learning_rate": 1e-3, "mixed_precision": "no"},
+        "output_dir": str(output_dir),
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(recipe.get(key), dict):
+            recipe[key] = {**recipe[key], **value}
+        else:
+            recipe[key] = value
+    return recipe
+
+
+def write_recipe(path: Path, recipe: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def cli():
+    """Run the ``tlhub`` CLI in-process; returns the click ``Result`` (output = stdout + stderr)."""
+    from click.testing import CliRunner
+
+    from tlhub.cli import main
+
+    def invoke(*args: str) -> Any:
+        return CliRunner().invoke(main, [str(a) for a in args])
+
+    return invoke
+
+
+needs_shared_data = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(), reason=f"real data folder {SHARED_DATA} is missing (CI provides it beside the clone)"
+)
+needs_pretrained_vit = pytest.mark.skipif(
+    not (PRETRAINED_VIT / "model.safetensors").is_file(),
+    reason=f"{PRETRAINED_VIT} is missing: run `tlhub run recipes/pretrain_vit_cifar10.yaml` first",
+)

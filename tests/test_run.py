@@ -1,0 +1,181 @@
+"""Whole runs on a tiny random ViT and scikit-learn's real digits: outputs, strategies, resume, processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import tlhub
+from tests.conftest import digits_recipe, write_recipe
+from tlhub.plugins import modalities, sources
+from tlhub.recipe import Recipe
+
+TLHUB = [sys.executable, "-m", "tlhub"]
+# save_pretrained writes the checkpoint-compatible (transformers 4) tensor names.
+QUERY = "vit.encoder.layer.0.attention.attention.query.weight"
+
+
+def splits_of(recipe: Recipe) -> Any:
+    from tlhub.data import load_splits
+
+    return load_splits(recipe.data, sources())
+
+
+def predict(model: torch.nn.Module, processor: Any, recipe: Recipe) -> torch.Tensor:
+    """Class predictions of ``model`` on the recipe's test split, through the plugin's own encoder."""
+    image = modalities()["image"]
+    split = splits_of(recipe).test
+    encode = image.make_encoder(processor, model.config)
+    model.eval()
+    with torch.no_grad():
+        logits = model(**encode(split[recipe.data.input_column])).logits
+    return logits.argmax(-1)
+
+
+def tensors(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, tiny_vit: Path) -> dict[str, Any]:
+    """One short run per strategy, shared by the tests below."""
+    results = {}
+    for strategy in ("full", "head", "lora"):
+        out = tmp_path_factory.mktemp("runs") / strategy
+        recipe = Recipe.model_validate(
+            digits_recipe(tiny_vit, out, tuning={"strategy": strategy}, train={"epochs": 2, "learning_rate": 1e-2})
+        )
+        results[strategy] = (recipe, tlhub.run(recipe))
+    return results
+
+
+def test_run_writes_a_model_folder_metrics_recipe_and_card(runs: dict[str, Any]) -> None:
+    recipe, result = runs["full"]
+    out = result.output_dir
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "metrics.json", "recipe.yaml", "README.md", "run.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert not (out / "checkpoints").exists(), "a finished run drops its resumable checkpoints"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"validation", "test"} and metrics == result.metrics
+    assert metrics["test"]["examples"] == 360  # 20% of 1,797 digits, stratified
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {str(i): str(i) for i in range(10)}
+    card = (out / "README.md").read_text()
+    for fact in ("pipeline_tag: image-classification", "classifier.weight: pretrained 5x32 dropped, new 10x32",
+                 "images of mode L converted to RGB", "images of 8x8 resized to 16x16", "Trainable parameters:"):
+        assert fact in card, fact
+    assert tlhub.load_recipe(out / "recipe.yaml") == recipe
+
+
+def test_head_leaves_every_pretrained_tensor_bit_identical(runs: dict[str, Any], tiny_vit: Path) -> None:
+    _, result = runs["head"]
+    before, after = tensors(tiny_vit), tensors(result.output_dir)
+    assert before.keys() == after.keys()
+    for name, tensor in before.items():
+        if name.startswith("classifier."):
+            assert tensor.shape != after[name].shape  # 5 old classes -> 10 new ones
+        else:
+            assert torch.equal(tensor, after[name]), f"{name} changed under the head strategy"
+
+
+def test_full_changes_the_pretrained_tensors(runs: dict[str, Any], tiny_vit: Path) -> None:
+    _, result = runs["full"]
+    before, after = tensors(tiny_vit), tensors(result.output_dir)
+    assert not torch.equal(before[QUERY], after[QUERY])
+
+
+def test_lora_adapter_reloads_to_the_same_predictions(runs: dict[str, Any], tiny_vit: Path) -> None:
+    from peft import PeftModel
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+
+    recipe, result = runs["lora"]
+    out = result.output_dir
+    adapter = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(tiny_vit.resolve())
+    assert adapter["modules_to_save"] == ["classifier"]
+    processor = AutoImageProcessor.from_pretrained(out, backend="pil")
+    base = AutoModelForImageClassification.from_pretrained(
+        adapter["base_model_name_or_path"], config=AutoConfig.from_pretrained(out), ignore_mismatched_sizes=True
+    )
+    reloaded = predict(PeftModel.from_pretrained(base, out / "adapter"), processor, recipe)
+    merged = predict(AutoModelForImageClassification.from_pretrained(out), processor, recipe)
+    labels = torch.tensor(splits_of(recipe).test["label"])
+    assert len(reloaded.unique()) > 1, "a model predicting one class would make this test vacuous"
+    assert (reloaded == labels).sum().item() == round(result.metrics["test"]["accuracy"] * len(labels))
+    assert torch.equal(reloaded, merged)
+
+
+@pytest.mark.parametrize("strategy", ["full", "head", "lora"])
+def test_pipeline_loads_each_output(runs: dict[str, Any], strategy: str) -> None:
+    import PIL.Image
+    from transformers import pipeline
+
+    _, result = runs[strategy]
+    classify = pipeline("image-classification", model=str(result.output_dir))
+    (best, *_) = classify(PIL.Image.new("RGB", (8, 8), "white"))
+    assert best["label"] in {str(d) for d in range(10)}
+
+
+def test_run_refuses_to_overwrite_a_finished_run(runs: dict[str, Any], cli) -> None:
+    recipe, result = runs["full"]
+    path = write_recipe(result.output_dir.parent / "again.yaml", recipe.model_dump(mode="json"))
+    outcome = cli("run", path)
+    assert outcome.exit_code == 2 and "holds a finished run of" in outcome.output, outcome.output
+
+
+def test_an_interrupted_run_resumes_and_finishes(tmp_path: Path, tiny_vit: Path) -> None:
+    out = tmp_path / "out"
+    recipe = digits_recipe(
+        tiny_vit, out, data={"train_samples_per_class": None}, train={"epochs": 6, "batch_size": 16, "checkpoint_steps": 20}
+    )
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([*TLHUB, "run", str(path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(out.glob("checkpoints/checkpoint_*/COMPLETE")):
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "metrics.json").exists()
+
+    refused = subprocess.run([*TLHUB, "run", str(path)], env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "an interrupted run (pass --resume to continue it)" in refused.stderr
+
+    resumed = subprocess.run([*TLHUB, "run", str(path), "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout
+    info = json.loads((out / "run.json").read_text())
+    assert info["finished"] and [h["epoch"] for h in info["history"]] == [1, 2, 3, 4, 5, 6]
+    assert json.loads((out / "metrics.json").read_text())["test"]["examples"] == 360
+
+
+def test_two_processes_evaluate_the_whole_split(tmp_path: Path, tiny_vit: Path) -> None:
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    out = tmp_path / "out"
+    recipe = digits_recipe(tiny_vit, out, train={"epochs": 1, "eval_batch_size": 64})
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "tlhub"]
+    done = subprocess.run([*torchrun, "run", str(path)], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "(2 process(es)" in done.stdout, done.stdout[:600]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["examples"] == 360 and metrics["validation"]["examples"] == 144
+    # The gathered accuracy is the accuracy of the saved model over the whole test split.
+    parsed = Recipe.model_validate(recipe)
+    model = AutoModelForImageClassification.from_pretrained(out)
+    predictions = predict(model, AutoImageProcessor.from_pretrained(out, backend="pil"), parsed)
+    labels = torch.tensor(splits_of(parsed).test["label"])
+    assert (predictions == labels).sum().item() == round(metrics["test"]["accuracy"] * len(labels))

@@ -1,0 +1,109 @@
+"""The ``tlhub`` command: ``run``, ``validate`` and ``plugins``.
+
+Bad input (any ``TlhubError``) prints one message and exits with code 2, without a traceback; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from tlhub.errors import RecipeError, TlhubError
+
+
+def _reports_errors(recipe_arg: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return command(*args, **kwargs)
+            except RecipeError as exc:
+                click.echo(f"error: {exc}", err=True)
+            except TlhubError as exc:
+                where = f"{kwargs['recipe']}: " if recipe_arg and "recipe" in kwargs else ""
+                click.echo(f"error: {where}{exc}", err=True)
+            sys.exit(2)
+
+        return wrapper
+
+    return decorate
+
+
+def _quiet_libraries() -> None:
+    # tlhub prints its own account of loading (head surgery, adaptations); transformers' load report
+    # and advice would repeat it. A user can still ask for them with TRANSFORMERS_VERBOSITY=info.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+@click.group()
+@click.version_option(package_name="tlhub")
+def main() -> None:
+    """Transfer learning on Hugging Face: fine-tune a pretrained model from a YAML recipe."""
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in output_dir from its last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace whatever output_dir holds.")
+@_reports_errors()
+def run(recipe: str, overrides: tuple[str, ...], resume: bool, overwrite: bool) -> None:
+    """Fine-tune (or pretrain) as RECIPE says, e.g. `tlhub run recipes/digits_vit.yaml train.epochs=1`."""
+    _quiet_libraries()
+    from tlhub.runner import run as run_recipe
+
+    run_recipe(
+        recipe, list(overrides), resume=resume, overwrite=overwrite, command=shlex.join(["tlhub", *sys.argv[1:]])
+    )
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+@_reports_errors()
+def validate(recipe: str, overrides: tuple[str, ...]) -> None:
+    """Check RECIPE, its plugin, checkpoint and data schema without training."""
+    _quiet_libraries()
+    from tlhub.runner import plan_run
+
+    plan = plan_run(recipe, list(overrides))
+    r = plan.recipe
+    click.echo(
+        f"{recipe}: ok: plugin '{plan.modality.name}' ({plan.modality.input_type}), "
+        f"{'checkpoint ' + str(plan.checkpoint) if plan.checkpoint else 'from scratch'} "
+        f"[{plan.config.model_type}], data '{r.data.source}' column '{r.data.input_column}', "
+        f"strategy {r.tuning.strategy}, {r.train.epochs} epoch(s) -> {r.output_dir}"
+    )
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@_reports_errors(recipe_arg=False)
+def plugins(as_json: bool) -> None:
+    """Show the installed plugins, where they come from and which hooks each implements."""
+    from tlhub.plugins import plugin_infos
+
+    infos = plugin_infos()
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(i) for i in infos], indent=2))
+        return
+    for i in infos:
+        origin = f"{i.distribution} {i.version}" if i.distribution else "not installed from a distribution"
+        if i.error:
+            click.echo(f"{i.name} ({origin}): FAILED TO LOAD: {i.error}")
+            continue
+        click.echo(f"{i.name} ({origin})")
+        click.echo(f"  hooks: {', '.join(i.hooks)}")
+        if i.modalities:
+            click.echo(f"  modalities: {', '.join(i.modalities)}")
+        if i.sources:
+            click.echo(f"  sources: {', '.join(i.sources)}")

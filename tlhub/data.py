@@ -1,0 +1,186 @@
+"""Data: load a recipe's ``data`` source with ``datasets``, check its columns and labels, and split it.
+
+Two steps, so that cheap checks run before anything loads in bulk:
+:func:`peek_features` reads only the schema; :func:`load_splits` loads and splits the examples.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import datasets
+import numpy as np
+
+from tlhub.errors import DataError
+
+if TYPE_CHECKING:
+    from tlhub.recipe import DataSection
+    from tlhub.sources import Source
+
+ROLES = ("train", "validation", "test")
+
+
+@dataclass
+class Splits:
+    """The three splits of a run, with the label column cast to ``ClassLabel(names=labels)``."""
+
+    train: datasets.Dataset
+    validation: datasets.Dataset
+    test: datasets.Dataset
+    labels: list[str]
+    notes: list[str]  # how the splits were made, for the model card
+
+    def items(self) -> list[tuple[str, datasets.Dataset]]:
+        return [(role, getattr(self, role)) for role in ROLES]
+
+
+def _load_kwargs(section: DataSection) -> dict[str, object]:
+    return {"name": section.name, "data_files": section.data_files}
+
+
+def _describe_source(section: DataSection) -> str:
+    files = f" with data_files {section.data_files}" if section.data_files else ""
+    return f"data.source '{section.source}'{files}"
+
+
+def _check_columns(features: datasets.Features, section: DataSection) -> None:
+    columns = ", ".join(features)
+    for key in ("input_column", "label_column"):
+        column = getattr(section, key)
+        if column not in features:
+            raise DataError(f"data.{key}: column '{column}' is not in the data (columns: {columns})")
+
+
+def peek_features(section: DataSection, sources: dict[str, Source]) -> datasets.Features:
+    """The data's features (column types), read from the schema alone where the source allows it."""
+    if section.source in sources:
+        dataset = sources[section.source].load()
+        features = next(iter(dataset.values())).features
+    else:
+        try:
+            streamed = datasets.load_dataset(section.source, streaming=True, **_load_kwargs(section))  # type: ignore[arg-type]
+        except FileNotFoundError as exc:
+            raise DataError(f"{_describe_source(section)}: {exc}") from None
+        except Exception as exc:  # datasets raises many types for a source it cannot resolve
+            raise DataError(f"{_describe_source(section)} cannot be loaded: {type(exc).__name__}: {exc}") from None
+        split = next(iter(streamed.values()))
+        features = split.features
+        if features is None:
+            # Builders such as csv infer types from the rows; datasets has no public call that reads
+            # just the first rows for that, so use the one IterableDataset itself uses.
+            features = split._resolve_features().features
+    _check_columns(features, section)
+    return features
+
+
+def _load(section: DataSection, sources: dict[str, Source]) -> datasets.DatasetDict:
+    if section.source in sources:
+        return sources[section.source].load()
+    try:
+        loaded = datasets.load_dataset(section.source, **_load_kwargs(section))  # type: ignore[arg-type]
+    except ValueError as exc:
+        # datasets refuses to build a split with no rows; say which of the recipe's splits it is.
+        empty = re.search(r'Instruction "([^"]+)" corresponds to no data', str(exc))
+        if empty is None:
+            raise DataError(f"{_describe_source(section)} cannot be loaded: ValueError: {exc}") from None
+        name = empty.group(1)
+        role = next((r for r in ROLES if getattr(section.splits, r) == name), None)
+        key = f"data.splits.{role}" if role else "data.data_files"
+        raise DataError(f"{key}: the {role or name} split is empty (split '{name}' of {_describe_source(section)} has no rows)") from None
+    except Exception as exc:
+        raise DataError(f"{_describe_source(section)} cannot be loaded: {type(exc).__name__}: {exc}") from None
+    if isinstance(loaded, datasets.Dataset):
+        loaded = datasets.DatasetDict({"train": loaded})
+    return loaded  # type: ignore[return-value]
+
+
+def _label_names(dataset: datasets.DatasetDict, section: DataSection) -> list[str]:
+    column = section.label_column
+    feature = next(iter(dataset.values())).features[column]
+    if isinstance(feature, datasets.ClassLabel):
+        if section.labels is not None and len(section.labels) != feature.num_classes:
+            raise DataError(
+                f"data.labels: {len(section.labels)} names given, but column '{column}' has "
+                f"{feature.num_classes} classes ({', '.join(feature.names)})"
+            )
+        return section.labels or list(feature.names)
+    values = sorted({v for split in dataset.values() for v in split.unique(column)})
+    if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+        if section.labels is None:
+            return [str(v) for v in values]
+        unknown = [v for v in values if v not in section.labels]
+        if unknown:
+            raise DataError(
+                f"data.labels: the data has label {unknown[0]!r}, which is not in data.labels "
+                f"({', '.join(section.labels)})"
+            )
+        return section.labels
+    if not (isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint"))):
+        raise DataError(f"data.label_column: column '{column}' holds {feature}, not class ids or class names")
+    names = section.labels or [str(i) for i in range(int(values[-1]) + 1 if values else 0)]
+    bad = [v for v in values if not 0 <= v < len(names)]
+    if bad:
+        raise DataError(
+            f"data.label_column: label {bad[0]} in column '{column}' is outside 0..{len(names) - 1} "
+            f"(data.labels names {len(names)} classes)"
+        )
+    return names
+
+
+def _subset_per_class(split: datasets.Dataset, column: str, per_class: int, seed: int) -> datasets.Dataset:
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for index, label in enumerate(split[column]):
+        by_class[label].append(index)
+    rng = np.random.default_rng(seed)
+    keep = [i for indices in by_class.values() for i in rng.permutation(indices)[:per_class]]
+    return split.select(sorted(keep))
+
+
+def load_splits(section: DataSection, sources: dict[str, Source]) -> Splits:
+    """Load the data, cast labels to ``ClassLabel``, and return train/validation/test splits."""
+    dataset = _load(section, sources)
+    _check_columns(next(iter(dataset.values())).features, section)
+    labels = _label_names(dataset, section)
+    target = datasets.ClassLabel(names=labels)
+    dataset = dataset.cast_column(section.label_column, target)
+    notes: list[str] = []
+
+    def source_split(role: str) -> datasets.Dataset | None:
+        name = getattr(section.splits, role)
+        if name is None:
+            return None
+        if name not in dataset:
+            raise DataError(f"data.splits.{role}: split '{name}' is not in the data (splits: {', '.join(dataset)})")
+        return dataset[name]
+
+    train = source_split("train")
+    assert train is not None
+    chosen: dict[str, datasets.Dataset] = {}
+    for role, fraction in (("test", section.test_fraction), ("validation", section.validation_fraction)):
+        split = source_split(role)
+        if split is None:
+            if len(train) < 2:
+                raise DataError(f"data.splits.train: split '{section.splits.train}' has {len(train)} examples, too few to carve a {role} split")
+            parts = train.train_test_split(
+                test_size=fraction, stratify_by_column=section.label_column, seed=section.split_seed
+            )
+            train, split = parts["train"], parts["test"]
+            notes.append(
+                f"{role}: {len(split)} examples carved from '{section.splits.train}' "
+                f"(stratified, fraction {fraction}, seed {section.split_seed})"
+            )
+        else:
+            notes.append(f"{role}: source split '{getattr(section.splits, role)}' ({len(split)} examples)")
+        chosen[role] = split
+    if section.train_samples_per_class is not None:
+        train = _subset_per_class(train, section.label_column, section.train_samples_per_class, section.split_seed)
+        notes.append(f"train: {section.train_samples_per_class} examples per class kept (seed {section.split_seed})")
+    notes.insert(0, f"train: {len(train)} examples")
+    splits = Splits(train=train, validation=chosen["validation"], test=chosen["test"], labels=labels, notes=notes)
+    for role, split in splits.items():
+        if len(split) == 0:
+            raise DataError(f"data.splits.{role}: the {role} split is empty")
+    return splits

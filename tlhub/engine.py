@@ -1,0 +1,205 @@
+"""The training loop: one Accelerate loop from a laptop CPU to several GPUs or nodes.
+
+Canonical order: ``prepare`` -> ``accumulate`` / ``backward`` -> ``gather_for_metrics`` ->
+``save_state``. Nothing here knows about modalities: it trains any model that takes a batch dict
+with ``labels`` and returns ``loss`` and ``logits``.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from tlhub.metrics import load_metrics
+
+if TYPE_CHECKING:
+    import datasets
+    from accelerate import Accelerator
+
+    from tlhub.recipe import EvalSection, TrainSection
+
+CHECKPOINTS = "checkpoints"
+BEST_MODEL = "best_model"
+_COMPLETE = "COMPLETE"  # written into a checkpoint folder once save_state has returned
+
+
+@dataclass
+class TrainState:
+    """Progress that a resumed run needs besides weights, optimizer, scheduler and RNG states."""
+
+    epoch: int = 0  # epochs finished
+    batches_in_epoch: int = 0  # batches of the current epoch already trained
+    step: int = 0  # optimizer steps taken
+    saves: int = 0  # checkpoints written so far; names the next one
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint whose save completed (a kill during ``save_state`` leaves an incomplete one)."""
+    folder = run_dir / CHECKPOINTS
+    done = [p for p in folder.glob("checkpoint_*") if (p / _COMPLETE).exists()] if folder.is_dir() else []
+    return max(done, key=lambda p: int(p.name.split("_")[-1]), default=None)
+
+
+def _save_checkpoint(accelerator: Accelerator, state: TrainState, run_dir: Path, keep: int = 2) -> None:
+    """``save_state`` into ``checkpoints/checkpoint_N``, mark it complete, keep the newest ``keep``."""
+    state.saves += 1
+    path = run_dir / CHECKPOINTS / f"checkpoint_{state.saves}"
+    accelerator.save_state(str(path))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (path / _COMPLETE).touch()
+        older = sorted(path.parent.glob("checkpoint_*"), key=lambda p: int(p.name.split("_")[-1]))[:-keep]
+        for folder in older:
+            shutil.rmtree(folder)
+    accelerator.wait_for_everyone()
+
+
+def evaluate_split(
+    accelerator: Accelerator, model: torch.nn.Module, dataloader: DataLoader, metric_names: list[str]
+) -> dict[str, float]:
+    """Metrics of ``model`` over the whole split, gathered from every process (duplicates dropped)."""
+    metric = load_metrics(metric_names, experiment_id=f"tlhub-{accelerator.process_index}")
+    model.eval()
+    total_loss, count = 0.0, 0
+    for batch in dataloader:
+        with torch.no_grad():
+            outputs = model(**batch)
+        predictions, references, losses = accelerator.gather_for_metrics(
+            (outputs.logits.argmax(dim=-1), batch["labels"], outputs.loss.detach().repeat(len(batch["labels"])))
+        )
+        metric.add_batch(predictions=predictions.cpu(), references=references.cpu())
+        total_loss += float(losses.float().sum())
+        count += len(references)
+    results = {name: float(value) for name, value in metric.compute().items()}
+    results["loss"] = total_loss / max(count, 1)
+    results["examples"] = count  # every example once, whatever the number of processes
+    return results
+
+
+def fit(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    train_data: datasets.Dataset,
+    validation_data: datasets.Dataset,
+    collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]],
+    train: TrainSection,
+    evaluation: EvalSection,
+    run_dir: Path,
+    resume: bool = False,
+) -> tuple[torch.nn.Module, TrainState, Callable[[datasets.Dataset], dict[str, float]]]:
+    """Train, evaluate on validation every epoch, keep the best epoch's weights.
+
+    Returns the prepared model (with the best weights loaded), the final state, and an ``evaluate``
+    function for any further split. Metrics include ``loss`` and the number of ``examples`` evaluated.
+    """
+    train_loader = DataLoader(
+        train_data, batch_size=train.batch_size, shuffle=True, collate_fn=collate, num_workers=train.num_workers
+    )
+
+    def loader(data: datasets.Dataset) -> DataLoader:
+        return DataLoader(data, batch_size=train.eval_batch_size, collate_fn=collate, num_workers=train.num_workers)
+
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=train.learning_rate, weight_decay=train.weight_decay
+    )
+    # The prepared scheduler steps once per process per optimizer step, so count steps on the full data.
+    total_steps = math.ceil(len(train_loader) / train.gradient_accumulation_steps) * train.epochs
+    scheduler = get_scheduler(
+        train.scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=int(train.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
+    model, optimizer, train_loader, scheduler, validation_loader = accelerator.prepare(
+        model, optimizer, train_loader, scheduler, loader(validation_data)
+    )
+    state = TrainState()
+    accelerator.register_for_checkpointing(state)
+
+    if resume and (checkpoint := latest_checkpoint(run_dir)) is not None:
+        accelerator.load_state(str(checkpoint))
+        accelerator.print(
+            f"resumed from {checkpoint}: epoch {state.epoch + 1}, batch {state.batches_in_epoch}, step {state.step}"
+        )
+
+    best_dir = run_dir / BEST_MODEL
+    for epoch in range(state.epoch, train.epochs):
+        model.train()
+        train_loader.set_epoch(epoch)
+        batches = train_loader
+        if state.batches_in_epoch:
+            batches = accelerator.skip_first_batches(train_loader, state.batches_in_epoch)
+        running, seen = 0.0, 0
+        progress = tqdm(
+            batches,
+            desc=f"epoch {epoch + 1}/{train.epochs}",
+            initial=state.batches_in_epoch,
+            total=len(train_loader),
+            disable=not accelerator.is_local_main_process,
+            mininterval=1.0,
+        )
+        for batch in progress:
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and train.max_grad_norm is not None:
+                    accelerator.clip_grad_norm_(model.parameters(), train.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            state.batches_in_epoch += 1
+            running += float(loss.detach())
+            seen += 1
+            progress.set_postfix(loss=f"{running / seen:.4f}", refresh=False)
+            if accelerator.sync_gradients:
+                state.step += 1
+                if train.checkpoint_steps and state.step % train.checkpoint_steps == 0:
+                    _save_checkpoint(accelerator, state, run_dir)
+        progress.close()
+
+        scores = evaluate_split(accelerator, model, validation_loader, evaluation.metrics)
+        score = scores[evaluation.select_metric]
+        improved = state.best_metric is None or score > state.best_metric
+        if improved:
+            state.best_metric, state.best_epoch = score, epoch + 1
+            accelerator.save_model(model, best_dir)
+        state.history.append(
+            {"epoch": epoch + 1, "train_loss": running / max(seen, 1), **{f"validation_{k}": v for k, v in scores.items()}}
+        )
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "examples")
+        accelerator.print(
+            f"epoch {epoch + 1}/{train.epochs}  train loss {running / max(seen, 1):.4f}  validation {shown}"
+            + ("  (best so far)" if improved else "")
+        )
+        state.epoch, state.batches_in_epoch = epoch + 1, 0
+        _save_checkpoint(accelerator, state, run_dir)
+
+    accelerator.wait_for_everyone()
+    from accelerate.utils import load_checkpoint_in_model
+
+    load_checkpoint_in_model(accelerator.unwrap_model(model), str(best_dir))
+    accelerator.print(f"best epoch: {state.best_epoch} (validation {evaluation.select_metric} {state.best_metric:.4f})")
+
+    def evaluate(data: datasets.Dataset) -> dict[str, float]:
+        return evaluate_split(accelerator, model, accelerator.prepare(loader(data)), evaluation.metrics)
+
+    return model, state, evaluate

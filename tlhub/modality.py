@@ -1,0 +1,146 @@
+"""What a modality plugin registers, and how tlhub tells input types apart.
+
+A :class:`Modality` is plain data plus a few functions: no base class to inherit. The input-type check
+(:func:`check_input_types`) compares three independent answers to "what does this model read?": the
+recipe's plugin, the checkpoint's config, and the data column's ``datasets`` feature type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import datasets
+
+from tlhub.errors import InputTypeError
+
+if TYPE_CHECKING:
+    import torch
+    from pydantic import BaseModel
+    from transformers import PretrainedConfig
+
+INPUT_TYPES = ("image", "audio", "text")
+# The plural used in sentences: "pretrained on images".
+_PLURAL = {"image": "images", "audio": "audio", "text": "text"}
+# transformers names the first argument of every model's forward after what it reads.
+_MAIN_INPUT_TO_TYPE = {
+    "pixel_values": "image",
+    "input_values": "audio",
+    "input_features": "audio",
+    "input_ids": "text",
+}
+
+Encoder = Callable[[Sequence[Any]], "dict[str, torch.Tensor]"]
+
+
+@dataclass(frozen=True)
+class Modality:
+    """A model family that tlhub can fine-tune, registered by a plugin.
+
+    Attributes:
+        name: what a recipe writes as ``model.plugin`` (``image``).
+        input_type: one of ``image``, ``audio``, ``text``.
+        model_types: ``config.model_type`` values this modality can build (``vit``, ``deit``).
+        auto_model: the transformers auto class with a classification head
+            (``AutoModelForImageClassification``).
+        pipeline_task: the ``transformers.pipeline`` task its outputs load into.
+        head_modules: names of the modules that form the classification head; they are replaced by
+            a new head and are the only trainable part under the ``head`` strategy.
+        lora_targets: default LoRA target module names (suffixes) for this family.
+        load_processor: ``checkpoint -> processor``, the checkpoint's own preprocessing.
+        new_processor: ``config -> processor`` for a model trained from scratch.
+        check_data: ``(split, column, config) -> adaptations``: checks the examples (raising
+            ``DataError`` naming the bad file) and returns one sentence per compatible difference that
+            preprocessing adapts (grayscale to RGB, resizing), written to the model card.
+        make_encoder: ``(processor, config) -> encode`` where ``encode(values)`` turns a list of raw
+            column values into the model's input tensors (one call per batch).
+        options: a pydantic model for ``model.options`` in a recipe, or ``None`` if it takes none.
+    """
+
+    name: str
+    input_type: str
+    model_types: tuple[str, ...]
+    auto_model: type
+    pipeline_task: str
+    head_modules: tuple[str, ...]
+    lora_targets: tuple[str, ...]
+    load_processor: Callable[[str], Any]
+    new_processor: Callable[[PretrainedConfig], Any]
+    check_data: Callable[[datasets.Dataset, str, PretrainedConfig], list[str]]
+    make_encoder: Callable[[Any, PretrainedConfig], Encoder]
+    options: type[BaseModel] | None = None
+    description: str = ""
+    plugin: str = field(default="", compare=False)
+
+
+def feature_input_type(feature: object) -> str | None:
+    """The input type a ``datasets`` feature holds, or ``None`` when it is none of the known ones."""
+    if isinstance(feature, datasets.Image):
+        return "image"
+    if isinstance(feature, datasets.Audio):
+        return "audio"
+    if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+        return "text"
+    return None
+
+
+def config_input_type(config: PretrainedConfig) -> str | None:
+    """The input type a checkpoint was built for, read from its config alone (no weights load).
+
+    transformers names the first argument of a model's ``forward`` after its input (``main_input_name``):
+    ``pixel_values`` for vision, ``input_values`` for audio, ``input_ids`` for text.
+    """
+    from transformers import AutoModel
+
+    try:
+        model_class = AutoModel._model_mapping[type(config)]
+    except KeyError:
+        return None
+    return _MAIN_INPUT_TO_TYPE.get(getattr(model_class, "main_input_name", ""))
+
+
+def check_input_types(
+    modality: Modality,
+    checkpoint: str,
+    config: PretrainedConfig,
+    column: str,
+    feature: object,
+    modalities: dict[str, Modality],
+) -> None:
+    """Refuse a run whose plugin, checkpoint and data column disagree on the input type.
+
+    Raises ``InputTypeError`` with one sentence naming the disagreement and what would fit.
+    """
+    data_type = feature_input_type(feature)
+    ckpt_type = config_input_type(config)
+
+    def fitting(input_type: str) -> str:
+        names = [m.name for m in modalities.values() if m.input_type == input_type]
+        families = sorted({t for m in modalities.values() if m.input_type == input_type for t in m.model_types})
+        if not names:
+            return f"no installed plugin handles {_PLURAL[input_type]}"
+        return f"use plugin {', '.join(names)} with a checkpoint of type {', '.join(families)}"
+
+    if ckpt_type is not None and data_type is not None and ckpt_type != data_type:
+        raise InputTypeError(
+            f"checkpoint {checkpoint} (model_type '{config.model_type}') was pretrained on "
+            f"{_PLURAL[ckpt_type]}, but data column '{column}' holds {_PLURAL[data_type]}: a model only "
+            f"transfers to the input type it was pretrained on; {fitting(data_type)}."
+        )
+    if data_type is None:
+        raise InputTypeError(
+            f"data column '{column}' holds {feature!r}, which is not image, audio or text data; "
+            f"plugin '{modality.name}' needs a column of {_PLURAL[modality.input_type]}."
+        )
+    if data_type != modality.input_type:
+        raise InputTypeError(
+            f"model.plugin '{modality.name}' reads {_PLURAL[modality.input_type]}, but data column "
+            f"'{column}' holds {_PLURAL[data_type]}; {fitting(data_type)}."
+        )
+    if config.model_type not in modality.model_types:
+        kind = f"pretrained on {_PLURAL[ckpt_type]}" if ckpt_type else "of an unknown input type"
+        raise InputTypeError(
+            f"checkpoint {checkpoint} has model_type '{config.model_type}' ({kind}), which plugin "
+            f"'{modality.name}' does not build (it builds: {', '.join(modality.model_types)})."
+        )

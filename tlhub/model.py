@@ -1,0 +1,67 @@
+"""Building the model: the pretrained layers copied, a new head of ``num_labels`` outputs in place of the old.
+
+The head surgery is made visible: which pretrained head tensors were dropped and what replaced them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from tlhub.tuning.parameters import is_under
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel
+
+    from tlhub.modality import Modality
+
+
+def _shape(shape: tuple[int, ...] | torch.Size) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+@dataclass
+class HeadSurgery:
+    """What happened to the output layer, one line per head tensor."""
+
+    lines: list[str] = field(default_factory=list)
+
+
+def _label_config(config: PretrainedConfig, labels: list[str]) -> PretrainedConfig:
+    config.num_labels = len(labels)
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {name: i for i, name in enumerate(labels)}
+    return config
+
+
+def build_model(
+    modality: Modality, checkpoint: str | None, config: PretrainedConfig, labels: list[str]
+) -> tuple[PreTrainedModel, HeadSurgery]:
+    """Load ``checkpoint`` (or build ``config`` untrained) with a new head for ``labels``."""
+    config = _label_config(config, labels)
+    surgery = HeadSurgery()
+    if checkpoint is None:
+        model = modality.auto_model.from_config(config)
+        surgery.lines.append("no pretrained checkpoint: every layer starts from random values")
+        return model, surgery
+
+    model, info = modality.auto_model.from_pretrained(
+        checkpoint, config=config, ignore_mismatched_sizes=True, output_loading_info=True, dtype=torch.float32
+    )
+    mismatched = {key: tuple(old) for key, old, _new in info["mismatched_keys"]}
+    for name, param in model.named_parameters():
+        if not is_under(name, modality.head_modules):
+            continue
+        new = _shape(param.shape)
+        if name in info["missing_keys"]:
+            surgery.lines.append(f"{name}: new {new} (the checkpoint has no such tensor)")
+        else:
+            old = _shape(mismatched.get(name, tuple(param.shape)))
+            surgery.lines.append(f"{name}: pretrained {old} dropped, new {new}")
+    # Always a new head, even when the shapes happen to match (10 pretraining classes, 10 new ones):
+    # the old head maps features to the old classes, which mean nothing for the new task.
+    for module_name in modality.head_modules:
+        model.get_submodule(module_name).apply(model._init_weights)
+    return model, surgery

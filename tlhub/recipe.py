@@ -1,0 +1,301 @@
+"""Recipes: the typed schema, YAML loading, ``KEY=VALUE`` overrides and error reporting.
+
+A recipe is validated completely before any weights or data load, and every problem is reported at
+once, each naming its YAML key path, the bad value and the valid ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+from transformers import SchedulerType
+
+from tlhub.errors import RecipeError
+from tlhub.tuning import STRATEGIES
+
+SCHEDULERS = tuple(s.value for s in SchedulerType)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _unknown(kind: str, value: str, known: list[str]) -> PydanticCustomError:
+    close = difflib.get_close_matches(value, known, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return PydanticCustomError(
+        "unknown_name",
+        "'{value}' is not a known {kind} (known: {known}){hint}",
+        {"value": value, "kind": kind, "known": ", ".join(known) or "none", "hint": hint},
+    )
+
+
+class ModelSection(_Section):
+    plugin: str = Field(description="Modality plugin that builds and preprocesses the model (`tlhub plugins` lists them).")
+    checkpoint: str | None = Field(
+        None,
+        description="Pretrained checkpoint to start from: a local folder (config.json + weights) or a Hub id. "
+        "Its output layer is replaced by a new head.",
+    )
+    config: dict[str, Any] | None = Field(
+        None,
+        description="transformers config values (with `model_type`) for a model trained from scratch; "
+        "used instead of `checkpoint`.",
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Plugin-specific options, checked by the plugin.")
+
+    @field_validator("plugin")
+    @classmethod
+    def _known_plugin(cls, value: str, info: Any) -> str:
+        known = (info.context or {}).get("plugins")
+        if known is not None and value not in known:
+            raise _unknown("plugin", value, sorted(known))
+        return value
+
+    @model_validator(mode="after")
+    def _one_start(self) -> ModelSection:
+        if (self.checkpoint is None) == (self.config is None):
+            raise PydanticCustomError(
+                "model_start", "set exactly one of model.checkpoint (fine-tune) or model.config (train from scratch)"
+            )
+        if self.config is not None and "model_type" not in self.config:
+            raise PydanticCustomError("model_type", "model.config needs a `model_type` (e.g. vit)")
+        return self
+
+
+class SplitsSection(_Section):
+    train: str = Field("train", description="Split of the source used for training.")
+    validation: str | None = Field(
+        None, description="Split that picks the best epoch; None carves it from train (data.validation_fraction)."
+    )
+    test: str | None = Field(None, description="Split for the final test; None carves it from train (data.test_fraction).")
+
+
+class DataSection(_Section):
+    source: str = Field(
+        description="A registered source (`tlhub plugins`), or anything `datasets.load_dataset` takes: "
+        "a Hub id, a local folder, or a builder such as parquet, csv, imagefolder with `data_files`."
+    )
+    name: str | None = Field(None, description="Dataset configuration name (`load_dataset(path, name)`).")
+    data_files: str | list[str] | dict[str, str | list[str]] | None = Field(
+        None, description="Files for a builder source, e.g. {train: a.parquet, test: b.parquet}; relative to the working directory."
+    )
+    input_column: str = Field(description="Column holding the model input (image, audio or text).")
+    label_column: str = Field("label", description="Column holding the class label (ids or names).")
+    labels: list[str] | None = Field(
+        None, description="Class names in id order; default: the label column's ClassLabel names."
+    )
+    splits: SplitsSection = Field(default_factory=SplitsSection, description="Which source splits play which role.")
+    test_fraction: float | None = Field(
+        None, gt=0, lt=1, description="Share of train carved out (stratified) as the test split when splits.test is None."
+    )
+    validation_fraction: float | None = Field(
+        None, gt=0, lt=1, description="Share of train carved out (stratified) as the validation split."
+    )
+    split_seed: int = Field(0, description="Seed of the carved splits, so every strategy sees the same split.")
+    train_samples_per_class: int | None = Field(
+        None, gt=0, description="Keep only this many training examples per class (few-shot experiments)."
+    )
+
+    @model_validator(mode="after")
+    def _splits_defined(self) -> DataSection:
+        if self.splits.test is None and self.test_fraction is None:
+            raise PydanticCustomError("no_test", "set data.splits.test or data.test_fraction: a run needs a test split")
+        if self.splits.validation is None and self.validation_fraction is None:
+            raise PydanticCustomError(
+                "no_validation", "set data.splits.validation or data.validation_fraction: the best epoch is picked on it"
+            )
+        return self
+
+
+def _tuning_section() -> type[BaseModel]:
+    """``tuning``: ``strategy`` plus one optional block of options per registered strategy."""
+    fields: dict[str, Any] = {
+        "strategy": (str, Field(description=f"How to fine-tune: {', '.join(sorted(STRATEGIES))}.")),
+    }
+    for name, module in STRATEGIES.items():
+        fields[name] = (module.Options, Field(default_factory=module.Options, description=module.__doc__))
+
+    def known_strategy(cls: type, value: str) -> str:
+        if value not in STRATEGIES:
+            raise _unknown("strategy", value, sorted(STRATEGIES))
+        return value
+
+    return create_model(
+        "TuningSection",
+        __base__=_Section,
+        __validators__={"_known": field_validator("strategy")(classmethod(known_strategy))},  # type: ignore[dict-item]
+        **fields,
+    )
+
+
+TuningSection = _tuning_section()
+
+
+class TrainSection(_Section):
+    epochs: int = Field(3, gt=0, description="Passes over the training split.")
+    batch_size: int = Field(32, gt=0, description="Examples per step on each process.")
+    eval_batch_size: int = Field(128, gt=0, description="Examples per evaluation step on each process.")
+    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate of AdamW.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    scheduler: str = Field("linear", description=f"Learning-rate schedule ({', '.join(SCHEDULERS)}).")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of optimizer steps spent warming up.")
+    gradient_accumulation_steps: int = Field(1, gt=0, description="Batches summed per optimizer step.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm; None disables it.")
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field(
+        "bf16", description="Autocast dtype; bf16 also speeds up recent CPUs (AMX)."
+    )
+    seed: int = Field(0, description="Seed for the new head's initialisation and the data order.")
+    checkpoint_steps: int | None = Field(
+        None, gt=0, description="Also save a resumable checkpoint every N optimizer steps (one is saved every epoch)."
+    )
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        if value not in SCHEDULERS:
+            raise _unknown("scheduler", value, list(SCHEDULERS))
+        return value
+
+
+class EvalSection(_Section):
+    metrics: list[str] = Field(
+        default_factory=lambda: ["accuracy"], description="Metrics computed on every evaluated split (evaluate modules)."
+    )
+    select_metric: str = Field("accuracy", description="Metric (higher is better) that picks the best epoch on validation.")
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, values: list[str]) -> list[str]:
+        from tlhub.metrics import METRICS
+
+        for v in values:
+            if v not in METRICS:
+                raise _unknown("metric", v, sorted(METRICS))
+        return values
+
+    @model_validator(mode="after")
+    def _select_computed(self) -> EvalSection:
+        if self.select_metric not in self.metrics:
+            raise PydanticCustomError(
+                "select_metric",
+                "eval.select_metric '{m}' is not among eval.metrics ({ms})",
+                {"m": self.select_metric, "ms": ", ".join(self.metrics)},
+            )
+        return self
+
+
+class Recipe(_Section):
+    """A fine-tuning (or pretraining) run, as written in a YAML recipe."""
+
+    model: ModelSection = Field(description="What to train: plugin plus checkpoint or config.")
+    data: DataSection = Field(description="Where the examples come from and how they are split.")
+    tuning: TuningSection = Field(description="Which parameters train.")  # type: ignore[valid-type]
+    train: TrainSection = Field(default_factory=TrainSection, description="The optimisation loop.")
+    eval: EvalSection = Field(default_factory=EvalSection, description="Metrics and best-epoch selection.")
+    output_dir: str = Field(description="Run directory: the model folder, metrics, resolved recipe and model card.")
+
+
+def _describe_loc(loc: tuple[str | int, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
+    """The valid keys of the section at ``loc`` (for 'unknown key' messages)."""
+    model: type[BaseModel] | None = Recipe
+    for part in loc:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return []
+        annotation = model.model_fields[part].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return list(model.model_fields) if model else []
+
+
+def format_errors(error: ValidationError) -> list[str]:
+    """One line per problem: ``key.path: what is wrong (what would be valid)``."""
+    problems = []
+    for e in error.errors():
+        loc = tuple(e["loc"])
+        where = _describe_loc(loc) or "recipe"
+        if e["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            valid = _fields_at(loc[:-1])
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            problems.append(f"{where}: unknown key (valid keys here: {', '.join(valid)}){hint}")
+        elif e["type"] == "missing":
+            problems.append(f"{where}: required key is missing")
+        elif e["type"] in ("unknown_name", "model_start", "model_type", "no_test", "no_validation", "select_metric"):
+            problems.append(f"{where}: {e['msg']}")
+        else:
+            problems.append(f"{where}: {e['msg']} (got {e['input']!r})")
+    return problems
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | list[str]) -> dict[str, Any]:
+    """Set dotted keys in a recipe dict. Strings ``KEY=VALUE`` are parsed as YAML values."""
+    pairs: list[tuple[str, Any]] = []
+    if isinstance(overrides, dict):
+        pairs = list(overrides.items())
+    else:
+        for item in overrides:
+            if "=" not in item:
+                raise RecipeError([f"override '{item}': expected KEY=VALUE, e.g. train.epochs=1"])
+            key, raw = item.split("=", 1)
+            pairs.append((key.strip(), yaml.safe_load(raw) if raw != "" else None))
+    for key, value in pairs:
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a recipe file into a dict; missing files and YAML syntax errors become ``RecipeError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError([f"recipe file not found (looked at {path.resolve()})"], source=str(path))
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise RecipeError([f"YAML syntax error at {where}: {exc.problem}"], source=str(path)) from None
+    if not isinstance(data, dict):
+        raise RecipeError(["a recipe is a YAML mapping with keys model, data, tuning, train, eval, output_dir"], source=str(path))
+    return data
+
+
+def validate_recipe(data: dict[str, Any], source: str = "recipe", plugins: set[str] | None = None) -> Recipe:
+    """Validate a recipe dict; raise ``RecipeError`` listing every problem.
+
+    ``plugins`` is the set of known plugin names; ``None`` skips that check.
+    """
+    try:
+        return Recipe.model_validate(data, context={"plugins": plugins})
+    except ValidationError as exc:
+        raise RecipeError(format_errors(exc), source=source) from None
+
+
+def load_recipe(
+    path: str | Path, overrides: dict[str, Any] | list[str] | None = None, plugins: set[str] | None = None
+) -> Recipe:
+    """Read, override and validate a recipe file."""
+    data = apply_overrides(read_yaml(path), overrides or {})
+    return validate_recipe(data, source=str(path), plugins=plugins)
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The fully resolved recipe as YAML (every default written out)."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

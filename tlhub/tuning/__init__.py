@@ -1,0 +1,33 @@
+"""Tuning strategies: which parameters of a model with a new head are trained.
+
+Each strategy is a module with an ``Options`` pydantic model (its recipe options, under
+``tuning.<name>``), ``check(model, options, modality) -> problems`` (run by ``tlhub validate`` on a
+model built on the meta device) and ``apply(model, options, modality) -> model``.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from tlhub.tuning import full, head, lora
+from tlhub.tuning.parameters import count_parameters, is_under
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from tlhub.modality import Modality
+
+__all__ = ["STRATEGIES", "apply_strategy", "check_strategy", "count_parameters", "is_under"]
+
+STRATEGIES: dict[str, ModuleType] = {"full": full, "head": head, "lora": lora}
+
+
+def apply_strategy(name: str, model: nn.Module, options: object, modality: Modality) -> nn.Module:
+    """Apply strategy ``name`` with its options; return the model to train (LoRA wraps it)."""
+    return STRATEGIES[name].apply(model, options, modality)  # type: ignore[no-any-return]
+
+
+def check_strategy(name: str, model: nn.Module, options: object, modality: Modality) -> list[str]:
+    """Problems with strategy ``name``'s options for ``model``, as ``key.path: message`` lines."""
+    return STRATEGIES[name].check(model, options, modality)  # type: ignore[no-any-return]

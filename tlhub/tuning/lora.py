@@ -1,0 +1,57 @@
+"""``lora``: low-rank adapters (peft) on the attention projections; the new head trains in full."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tlhub.errors import RecipeError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from tlhub.modality import Modality
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(8, gt=0, description="Rank of the update matrices: more capacity, more parameters.")
+    alpha: float = Field(16, gt=0, description="Scaling numerator (lora_alpha); the update is scaled by alpha/r.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter input.")
+    target_modules: list[str] | None = Field(
+        None, description="Module names (suffixes) that get adapters; default: the plugin's attention projections."
+    )
+
+
+def check(model: nn.Module, options: Options, modality: Modality) -> list[str]:
+    """Problems with the options for this model (a model on the meta device will do)."""
+    from torch import nn
+
+    targets = options.target_modules or list(modality.lora_targets)
+    linear_names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    missing = [t for t in targets if t not in linear_names]
+    if not missing:
+        return []
+    return [
+        f"tuning.lora.target_modules: {', '.join(map(repr, missing))} not in the model "
+        f"(candidate linear modules: {', '.join(sorted(linear_names))})"
+    ]
+
+
+def apply(model: nn.Module, options: Options, modality: Modality) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    if problems := check(model, options, modality):
+        raise RecipeError(problems)
+    config = LoraConfig(
+        r=options.r,
+        lora_alpha=options.alpha,
+        lora_dropout=options.dropout,
+        target_modules=options.target_modules or list(modality.lora_targets),
+        # The new head is trained in full and saved with the adapter, so a reloaded adapter predicts
+        # exactly what the trained model did.
+        modules_to_save=list(modality.head_modules),
+    )
+    return get_peft_model(model, config)
