@@ -22,8 +22,13 @@ def tiny_vit_config(**overrides: Any) -> Any:
     from transformers import ViTConfig
 
     values = dict(
-        image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, num_labels=5,
+        image_size=16,
+        patch_size=4,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=5,
     )
     values.update(overrides)
     return ViTConfig(**values)
@@ -49,9 +54,16 @@ def tiny_wav2vec2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     path = tmp_path_factory.mktemp("tiny-wav2vec2")
     config = Wav2Vec2Config(
-        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-        conv_dim=(8, 8), conv_stride=(5, 2), conv_kernel=(10, 3), num_conv_pos_embeddings=8,
-        num_conv_pos_embedding_groups=2, num_labels=2,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(8, 8),
+        conv_stride=(5, 2),
+        conv_kernel=(10, 3),
+        num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=2,
+        num_labels=2,
     )
     Wav2Vec2ForSequenceClassification(config).save_pretrained(path)
     return path
@@ -69,7 +81,13 @@ def digits_recipe(checkpoint: Path | str, output_dir: Path, **sections: dict[str
             "train_samples_per_class": 12,
         },
         "tuning": {"strategy": "full"},
-        "train": {"epochs": 1, "batch_size": 32, "eval_batch_size": 128, "learning_rate": 1e-3, "mixed_precision": "no"},
+        "train": {
+            "epochs": 1,
+            "batch_size": 32,
+            "eval_batch_size": 128,
+            "learning_rate": 1e-3,
+            "mixed_precision": "no",
+        },
         "output_dir": str(output_dir),
     }
     for key, value in sections.items():

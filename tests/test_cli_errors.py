@@ -33,7 +33,9 @@ def recipe_file(tmp_path: Path, tiny_vit: Path):
     return make
 
 
-def image_parquet(folder: Path, splits: dict[str, int], label_dtype: str = "class", labels: list[int] | None = None) -> dict[str, str]:
+def image_parquet(
+    folder: Path, splits: dict[str, int], label_dtype: str = "class", labels: list[int] | None = None
+) -> dict[str, str]:
     """Write parquet files of tiny random RGB images; ``splits`` maps split name -> number of rows."""
     rng = np.random.default_rng(0)
     label_feature = datasets.ClassLabel(names=["a", "b", "c"]) if label_dtype == "class" else datasets.Value("int64")
@@ -64,18 +66,23 @@ def test_missing_recipe_file(cli, tmp_path: Path) -> None:
 
 def test_yaml_syntax_error_names_the_line(cli, tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
-    path.write_text("model:\n  plugin: image\n  checkpoint: \"unclosed\ndata:\n  source: x\n")
+    path.write_text('model:\n  plugin: image\n  checkpoint: "unclosed\ndata:\n  source: x\n')
     assert_refused(cli("validate", path), "broken.yaml: YAML syntax error at line ")
 
 
 def test_unknown_plugin(cli, recipe_file) -> None:
     path = recipe_file(model={"plugin": "imgae"})
-    assert_refused(cli("validate", path), "model.plugin: 'imgae' is not a known plugin (known: image); did you mean 'image'?")
+    assert_refused(
+        cli("validate", path), "model.plugin: 'imgae' is not a known plugin (known: image); did you mean 'image'?"
+    )
 
 
 def test_unknown_strategy(cli, recipe_file) -> None:
     path = recipe_file(tuning={"strategy": "lora2"})
-    assert_refused(cli("validate", path), "tuning.strategy: 'lora2' is not a known strategy (known: full, head, lora); did you mean 'lora'?")
+    assert_refused(
+        cli("validate", path),
+        "tuning.strategy: 'lora2' is not a known strategy (known: full, head, lora); did you mean 'lora'?",
+    )
 
 
 def test_override_is_validated_like_the_file(cli, recipe_file) -> None:
@@ -117,12 +124,19 @@ def test_image_checkpoint_with_text_data(cli, recipe_file, tmp_path: Path) -> No
 
 def test_label_column_missing_names_the_columns(cli, recipe_file, tmp_path: Path) -> None:
     path = recipe_file(data={"label_column": "digit"})
-    assert_refused(cli("validate", path), "data.label_column: column 'digit' is not in the data (columns: image, label)")
+    assert_refused(
+        cli("validate", path), "data.label_column: column 'digit' is not in the data (columns: image, label)"
+    )
 
 
 def test_empty_split(cli, recipe_file, tmp_path: Path) -> None:
     files = image_parquet(tmp_path, {"train": 30, "test": 0})
-    data = {"source": "parquet", "data_files": files, "splits": {"train": "train", "test": "test"}, "test_fraction": None}
+    data = {
+        "source": "parquet",
+        "data_files": files,
+        "splits": {"train": "train", "test": "test"},
+        "test_fraction": None,
+    }
     path = recipe_file(data=data)
     assert_refused(cli("run", path), "data.splits.test: the test split is empty", output_dir=tmp_path / "out")
 

@@ -26,9 +26,17 @@ def fake_plugin() -> Iterator[types.ModuleType]:
     def register_modalities(register):  # type: ignore[no-untyped-def]
         register(
             tlhub.Modality(
-                name="faketext", input_type="text", model_types=("bert",), auto_model=object,
-                pipeline_task="text-classification", head_modules=("classifier",), lora_targets=("query",),
-                load_processor=str, new_processor=str, check_data=lambda *a: [], make_encoder=lambda *a: str,
+                name="faketext",
+                input_type="text",
+                model_types=("bert",),
+                auto_model=object,
+                pipeline_task="text-classification",
+                head_modules=("classifier",),
+                lora_targets=("query",),
+                load_processor=str,
+                new_processor=str,
+                check_data=lambda *a: [],
+                make_encoder=lambda *a: str,
             )
         )
 
@@ -89,7 +97,9 @@ def test_load_plugins_env_var_limits_what_loads(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    code = "from tlhub import plugins; plugins.load_plugins(); print(sorted(n for n, _ in plugins.pm.list_name_plugin()))"
+    code = (
+        "from tlhub import plugins; plugins.load_plugins(); print(sorted(n for n, _ in plugins.pm.list_name_plugin()))"
+    )
     env = {"TLHUB_LOAD_PLUGINS": "", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -101,4 +111,6 @@ def test_every_hook_is_documented_with_its_signature() -> None:
         if not hasattr(spec, "tlhub_spec"):
             continue
         signature = f"{name}({', '.join(inspect.signature(spec).parameters)})"
-        assert re.search(rf"^### `{re.escape(signature)}`", docs, re.M), f"docs/plugins.md lacks a section for {signature}"
+        assert re.search(rf"^### `{re.escape(signature)}`", docs, re.M), (
+            f"docs/plugins.md lacks a section for {signature}"
+        )

@@ -48,7 +48,9 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     data["train"]["epohcs"] = 3
     data["model"]["plugin"] = "imag"
     problems = problems_of(data, plugins={"image"})
-    assert "tuning.strategy: 'lora2' is not a known strategy (known: full, head, lora); did you mean 'lora'?" in problems
+    assert (
+        "tuning.strategy: 'lora2' is not a known strategy (known: full, head, lora); did you mean 'lora'?" in problems
+    )
     assert any(p.startswith("train.epochs: Input should be a valid integer") and "'many'" in p for p in problems)
     assert any(p.startswith("train.epohcs: unknown key") and "did you mean 'epochs'?" in p for p in problems)
     assert "model.plugin: 'imag' is not a known plugin (known: image); did you mean 'image'?" in problems
@@ -66,13 +68,18 @@ def test_strategy_options_are_checked_against_the_strategy(tmp_path: Path) -> No
     data = digits_recipe("ckpt", tmp_path / "out", tuning={"strategy": "lora", "lora": {"r": 0, "rank": 4}})
     problems = problems_of(data)
     assert any(p.startswith("tuning.lora.r: Input should be greater than 0") for p in problems)
-    assert any(p.startswith("tuning.lora.rank: unknown key (valid keys here: r, alpha, dropout, target_modules)") for p in problems)
+    assert any(
+        p.startswith("tuning.lora.rank: unknown key (valid keys here: r, alpha, dropout, target_modules)")
+        for p in problems
+    )
 
 
 def test_checkpoint_or_config_but_not_both(tmp_path: Path) -> None:
     data = digits_recipe("ckpt", tmp_path / "out")
     data["model"]["config"] = {"model_type": "vit"}
-    assert problems_of(data) == ["model: set exactly one of model.checkpoint (fine-tune) or model.config (train from scratch)"]
+    assert problems_of(data) == [
+        "model: set exactly one of model.checkpoint (fine-tune) or model.config (train from scratch)"
+    ]
 
 
 def test_missing_test_split_definition(tmp_path: Path) -> None:
@@ -83,7 +90,8 @@ def test_missing_test_split_definition(tmp_path: Path) -> None:
 
 def test_overrides_set_dotted_keys_with_yaml_values() -> None:
     data = apply_overrides(
-        {"train": {"epochs": 3}}, ["train.epochs=1", "tuning.strategy=head", "output_dir=/tmp/x", "eval.metrics=[accuracy, f1]"]
+        {"train": {"epochs": 3}},
+        ["train.epochs=1", "tuning.strategy=head", "output_dir=/tmp/x", "eval.metrics=[accuracy, f1]"],
     )
     assert data == {
         "train": {"epochs": 1},
@@ -94,7 +102,7 @@ def test_overrides_set_dotted_keys_with_yaml_values() -> None:
 
 
 def test_override_without_equals_is_an_error() -> None:
-    with pytest.raises(RecipeError, match="override 'train.epochs': expected KEY=VALUE"):
+    with pytest.raises(RecipeError, match=r"override 'train\.epochs': expected KEY=VALUE"):
         apply_overrides({}, ["train.epochs"])
 
 
@@ -119,3 +127,12 @@ def test_resolved_recipe_round_trips(tmp_path: Path) -> None:
     (tmp_path / "resolved.yaml").write_text(dump_recipe(recipe))
     assert load_recipe(tmp_path / "resolved.yaml") == recipe
     assert read_yaml(tmp_path / "resolved.yaml")["train"]["mixed_precision"] == "no"
+
+
+def test_each_registered_strategy_has_its_options_block() -> None:
+    from tlhub.recipe import TuningSection
+    from tlhub.tuning import STRATEGIES
+
+    assert set(TuningSection.model_fields) == {"strategy", *STRATEGIES}
+    for name, module in STRATEGIES.items():
+        assert TuningSection.model_fields[name].annotation is module.Options

@@ -62,9 +62,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory, tiny_vit: Path) -> dict[str, 
 def test_run_writes_a_model_folder_metrics_recipe_and_card(runs: dict[str, Any]) -> None:
     recipe, result = runs["full"]
     out = result.output_dir
-    assert {"config.json", "model.safetensors", "preprocessor_config.json", "metrics.json", "recipe.yaml", "README.md", "run.json"} <= {
-        p.name for p in out.iterdir()
-    }
+    assert {
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "metrics.json",
+        "recipe.yaml",
+        "README.md",
+        "run.json",
+    } <= {p.name for p in out.iterdir()}
     assert not (out / "checkpoints").exists(), "a finished run drops its resumable checkpoints"
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"validation", "test"} and metrics == result.metrics
@@ -72,8 +78,13 @@ def test_run_writes_a_model_folder_metrics_recipe_and_card(runs: dict[str, Any])
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {str(i): str(i) for i in range(10)}
     card = (out / "README.md").read_text()
-    for fact in ("pipeline_tag: image-classification", "classifier.weight: pretrained 5x32 dropped, new 10x32",
-                 "images of mode L converted to RGB", "images of 8x8 resized to 16x16", "Trainable parameters:"):
+    for fact in (
+        "pipeline_tag: image-classification",
+        "classifier.weight: pretrained 5x32 dropped, new 10x32",
+        "images of mode L converted to RGB",
+        "images of 8x8 resized to 16x16",
+        "Trainable parameters:",
+    ):
         assert fact in card, fact
     assert tlhub.load_recipe(out / "recipe.yaml") == recipe
 
@@ -137,11 +148,16 @@ def test_run_refuses_to_overwrite_a_finished_run(runs: dict[str, Any], cli) -> N
 def test_an_interrupted_run_resumes_and_finishes(tmp_path: Path, tiny_vit: Path) -> None:
     out = tmp_path / "out"
     recipe = digits_recipe(
-        tiny_vit, out, data={"train_samples_per_class": None}, train={"epochs": 6, "batch_size": 16, "checkpoint_steps": 20}
+        tiny_vit,
+        out,
+        data={"train_samples_per_class": None},
+        train={"epochs": 6, "batch_size": 16, "checkpoint_steps": 20},
     )
     path = write_recipe(tmp_path / "r.yaml", recipe)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([*TLHUB, "run", str(path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*TLHUB, "run", str(path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 240
     while time.time() < deadline and not list(out.glob("checkpoints/checkpoint_*/COMPLETE")):
         assert process.poll() is None, "the run ended before it could be interrupted"
@@ -168,7 +184,9 @@ def test_two_processes_evaluate_the_whole_split(tmp_path: Path, tiny_vit: Path) 
     recipe = digits_recipe(tiny_vit, out, train={"epochs": 1, "eval_batch_size": 64})
     path = write_recipe(tmp_path / "r.yaml", recipe)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "tlhub"]
-    done = subprocess.run([*torchrun, "run", str(path)], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    done = subprocess.run(
+        [*torchrun, "run", str(path)], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "(2 process(es)" in done.stdout, done.stdout[:600]
     metrics = json.loads((out / "metrics.json").read_text())

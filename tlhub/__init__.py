@@ -1,8 +1,8 @@
 """tlhub: transfer learning on Hugging Face, from a YAML recipe, a plugin or Python.
 
-    >>> import tlhub
-    >>> result = tlhub.run("recipes/digits_vit.yaml", overrides={"train.epochs": 1})
-    >>> result.metrics["test"]["accuracy"], result.output_dir
+>>> import tlhub
+>>> result = tlhub.run("recipes/digits_vit.yaml", overrides={"train.epochs": 1})
+>>> result.metrics["test"]["accuracy"], result.output_dir
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from tlhub.sources import Source
 __version__ = "0.1.0"
 
 
-
-
 def __getattr__(name: str) -> object:
     # run/plan_run pull in torch and accelerate; import them on first use so that `import tlhub`
     # (which every plugin does) and `tlhub plugins` stay light.
@@ -27,4 +25,15 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'tlhub' has no attribute {name!r}")
 
 
-__all__ = ["Modality", "Plan", "Recipe", "RunResult", "Source", "hookimpl", "load_recipe", "plan_run", "run", "__version__"]
+__all__ = [
+    "Modality",
+    "Plan",
+    "Recipe",
+    "RunResult",
+    "Source",
+    "__version__",
+    "hookimpl",
+    "load_recipe",
+    "plan_run",
+    "run",
+]

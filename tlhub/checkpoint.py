@@ -11,7 +11,12 @@ if TYPE_CHECKING:
     from transformers import PretrainedConfig
 
 # Any of these files means "a folder that holds weights" (single file, sharded index, or legacy .bin).
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 def _looks_local(ref: str) -> bool:

@@ -89,7 +89,9 @@ def _load(section: DataSection, sources: dict[str, Source]) -> datasets.DatasetD
         name = empty.group(1)
         role = next((r for r in ROLES if getattr(section.splits, r) == name), None)
         key = f"data.splits.{role}" if role else "data.data_files"
-        raise DataError(f"{key}: the {role or name} split is empty (split '{name}' of {_describe_source(section)} has no rows)") from None
+        raise DataError(
+            f"{key}: the {role or name} split is empty (split '{name}' of {_describe_source(section)} has no rows)"
+        ) from None
     except Exception as exc:
         raise DataError(f"{_describe_source(section)} cannot be loaded: {type(exc).__name__}: {exc}") from None
     if isinstance(loaded, datasets.Dataset):
@@ -163,7 +165,10 @@ def load_splits(section: DataSection, sources: dict[str, Source]) -> Splits:
         split = source_split(role)
         if split is None:
             if len(train) < 2:
-                raise DataError(f"data.splits.train: split '{section.splits.train}' has {len(train)} examples, too few to carve a {role} split")
+                raise DataError(
+                    f"data.splits.train: split '{section.splits.train}' has {len(train)} examples, "
+                    f"too few to carve a {role} split"
+                )
             parts = train.train_test_split(
                 test_size=fraction, stratify_by_column=section.label_column, seed=section.split_seed
             )

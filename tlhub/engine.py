@@ -183,7 +183,11 @@ def fit(
             state.best_metric, state.best_epoch = score, epoch + 1
             accelerator.save_model(model, best_dir)
         state.history.append(
-            {"epoch": epoch + 1, "train_loss": running / max(seen, 1), **{f"validation_{k}": v for k, v in scores.items()}}
+            {
+                "epoch": epoch + 1,
+                "train_loss": running / max(seen, 1),
+                **{f"validation_{k}": v for k, v in scores.items()},
+            }
         )
         shown = "  ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "examples")
         accelerator.print(

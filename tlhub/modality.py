@@ -61,7 +61,7 @@ class Modality:
     name: str
     input_type: str
     model_types: tuple[str, ...]
-    auto_model: type
+    auto_model: Any  # a transformers auto class: has from_config / from_pretrained
     pipeline_task: str
     head_modules: tuple[str, ...]
     lora_targets: tuple[str, ...]

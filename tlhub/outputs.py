@@ -145,10 +145,13 @@ def write_model_card(path: Path, facts: CardFacts) -> None:
     table = ["| split | " + " | ".join(next(iter(facts.metrics.values()))) + " |"]
     table.append("|---" * (1 + len(next(iter(facts.metrics.values())))) + "|")
     for split, scores in facts.metrics.items():
-        table.append(f"| {split} | " + " | ".join(f"{v:.4f}" if k != "examples" else str(v) for k, v in scores.items()) + " |")
+        table.append(
+            f"| {split} | " + " | ".join(f"{v:.4f}" if k != "examples" else str(v) for k, v in scores.items()) + " |"
+        )
     history = ["| epoch | train loss | validation " + r.eval.select_metric + " |", "|---|---|---|"]
     for h in facts.history:
         history.append(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['validation_' + r.eval.select_metric]:.4f} |")
+    files = f" with data_files `{r.data.data_files}`" if r.data.data_files else ""
     bullets = lambda items: "\n".join(f"- {i}" for i in items) or "- none"  # noqa: E731
     body = f"""
 # {path.name}
@@ -157,13 +160,14 @@ A {facts.model_type} {facts.input_type} classifier for {len(facts.labels)} class
 `{r.tuning.strategy}` strategy.
 
 ## Base checkpoint
-- checkpoint: `{facts.base or 'none (trained from scratch)'}`
+- checkpoint: `{facts.base or "none (trained from scratch)"}`
 - input type: {facts.input_type} (model_type `{facts.model_type}`)
 - pretraining: {facts.base_provenance}
 
 ## Data
-- source: `{r.data.source}`{f' with data_files `{r.data.data_files}`' if r.data.data_files else ''}; input column `{r.data.input_column}`, label column `{r.data.label_column}`
-- labels (id: name): {', '.join(f'{i}: {n}' for i, n in enumerate(facts.labels))}
+- source: `{r.data.source}`{files}
+- columns: input `{r.data.input_column}`, label `{r.data.label_column}`
+- labels (id: name): {", ".join(f"{i}: {n}" for i, n in enumerate(facts.labels))}
 {bullets(facts.data_notes)}
 
 Adapted by preprocessing:

@@ -150,7 +150,5 @@ def plugin_infos() -> list[PluginInfo]:
         )
     for name, error in failed_plugins.items():
         dist = dists.get(name)
-        infos.append(
-            PluginInfo(name, [], dist.name if dist else None, dist.version if dist else None, [], [], error)
-        )
+        infos.append(PluginInfo(name, [], dist.name if dist else None, dist.version if dist else None, [], [], error))
     return sorted(infos, key=lambda i: i.name)

@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from transformers import SchedulerType
 
 from tlhub.errors import RecipeError
 from tlhub.tuning import STRATEGIES
+from tlhub.tuning import full as full_strategy
+from tlhub.tuning import head as head_strategy
+from tlhub.tuning import lora as lora_strategy
 
 SCHEDULERS = tuple(s.value for s in SchedulerType)
 
@@ -36,7 +39,9 @@ def _unknown(kind: str, value: str, known: list[str]) -> PydanticCustomError:
 
 
 class ModelSection(_Section):
-    plugin: str = Field(description="Modality plugin that builds and preprocesses the model (`tlhub plugins` lists them).")
+    plugin: str = Field(
+        description="Modality plugin that builds and preprocesses the model (`tlhub plugins` lists them)."
+    )
     checkpoint: str | None = Field(
         None,
         description="Pretrained checkpoint to start from: a local folder (config.json + weights) or a Hub id. "
@@ -73,7 +78,9 @@ class SplitsSection(_Section):
     validation: str | None = Field(
         None, description="Split that picks the best epoch; None carves it from train (data.validation_fraction)."
     )
-    test: str | None = Field(None, description="Split for the final test; None carves it from train (data.test_fraction).")
+    test: str | None = Field(
+        None, description="Split for the final test; None carves it from train (data.test_fraction)."
+    )
 
 
 class DataSection(_Section):
@@ -83,7 +90,9 @@ class DataSection(_Section):
     )
     name: str | None = Field(None, description="Dataset configuration name (`load_dataset(path, name)`).")
     data_files: str | list[str] | dict[str, str | list[str]] | None = Field(
-        None, description="Files for a builder source, e.g. {train: a.parquet, test: b.parquet}; relative to the working directory."
+        None,
+        description="Files for a builder source, e.g. {train: a.parquet, test: b.parquet}; "
+        "relative to the working directory.",
     )
     input_column: str = Field(description="Column holding the model input (image, audio or text).")
     label_column: str = Field("label", description="Column holding the class label (ids or names).")
@@ -92,7 +101,10 @@ class DataSection(_Section):
     )
     splits: SplitsSection = Field(default_factory=SplitsSection, description="Which source splits play which role.")
     test_fraction: float | None = Field(
-        None, gt=0, lt=1, description="Share of train carved out (stratified) as the test split when splits.test is None."
+        None,
+        gt=0,
+        lt=1,
+        description="Share of train carved out (stratified) as the test split when splits.test is None.",
     )
     validation_fraction: float | None = Field(
         None, gt=0, lt=1, description="Share of train carved out (stratified) as the validation split."
@@ -108,33 +120,35 @@ class DataSection(_Section):
             raise PydanticCustomError("no_test", "set data.splits.test or data.test_fraction: a run needs a test split")
         if self.splits.validation is None and self.validation_fraction is None:
             raise PydanticCustomError(
-                "no_validation", "set data.splits.validation or data.validation_fraction: the best epoch is picked on it"
+                "no_validation",
+                "set data.splits.validation or data.validation_fraction: the best epoch is picked on it",
             )
         return self
 
 
-def _tuning_section() -> type[BaseModel]:
-    """``tuning``: ``strategy`` plus one optional block of options per registered strategy."""
-    fields: dict[str, Any] = {
-        "strategy": (str, Field(description=f"How to fine-tune: {', '.join(sorted(STRATEGIES))}.")),
-    }
-    for name, module in STRATEGIES.items():
-        fields[name] = (module.Options, Field(default_factory=module.Options, description=module.__doc__))
+class TuningSection(_Section):
+    """``strategy`` picks one of ``tlhub.tuning.STRATEGIES``; each has its own block of options, so
+    switching with ``tuning.strategy=head`` keeps the others' settings valid."""
 
-    def known_strategy(cls: type, value: str) -> str:
+    strategy: str = Field(description=f"How to fine-tune: {', '.join(sorted(STRATEGIES))}.")
+    full: full_strategy.Options = Field(
+        default_factory=full_strategy.Options, description="Options of `full`: modules kept frozen."
+    )
+    head: head_strategy.Options = Field(default_factory=head_strategy.Options, description="Options of `head` (none).")
+    lora: lora_strategy.Options = Field(
+        default_factory=lora_strategy.Options, description="Options of `lora`: rank, alpha, targets."
+    )
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
         if value not in STRATEGIES:
             raise _unknown("strategy", value, sorted(STRATEGIES))
         return value
 
-    return create_model(
-        "TuningSection",
-        __base__=_Section,
-        __validators__={"_known": field_validator("strategy")(classmethod(known_strategy))},  # type: ignore[dict-item]
-        **fields,
-    )
-
-
-TuningSection = _tuning_section()
+    def options(self) -> BaseModel:
+        """The options block of the chosen strategy."""
+        return getattr(self, self.strategy)  # type: ignore[no-any-return]
 
 
 class TrainSection(_Section):
@@ -166,9 +180,12 @@ class TrainSection(_Section):
 
 class EvalSection(_Section):
     metrics: list[str] = Field(
-        default_factory=lambda: ["accuracy"], description="Metrics computed on every evaluated split (evaluate modules)."
+        default_factory=lambda: ["accuracy"],
+        description="Metrics computed on every evaluated split (evaluate modules).",
     )
-    select_metric: str = Field("accuracy", description="Metric (higher is better) that picks the best epoch on validation.")
+    select_metric: str = Field(
+        "accuracy", description="Metric (higher is better) that picks the best epoch on validation."
+    )
 
     @field_validator("metrics")
     @classmethod
@@ -196,7 +213,7 @@ class Recipe(_Section):
 
     model: ModelSection = Field(description="What to train: plugin plus checkpoint or config.")
     data: DataSection = Field(description="Where the examples come from and how they are split.")
-    tuning: TuningSection = Field(description="Which parameters train.")  # type: ignore[valid-type]
+    tuning: TuningSection = Field(description="Which parameters train.")
     train: TrainSection = Field(default_factory=TrainSection, description="The optimisation loop.")
     eval: EvalSection = Field(default_factory=EvalSection, description="Metrics and best-epoch selection.")
     output_dir: str = Field(description="Run directory: the model folder, metrics, resolved recipe and model card.")
@@ -273,7 +290,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         raise RecipeError([f"YAML syntax error at {where}: {exc.problem}"], source=str(path)) from None
     if not isinstance(data, dict):
-        raise RecipeError(["a recipe is a YAML mapping with keys model, data, tuning, train, eval, output_dir"], source=str(path))
+        raise RecipeError(
+            ["a recipe is a YAML mapping with keys model, data, tuning, train, eval, output_dir"], source=str(path)
+        )
     return data
 
 

@@ -74,7 +74,9 @@ def plan_run(recipe: Recipe | str | Path, overrides: dict[str, Any] | list[str] 
         except ValidationError as exc:
             raise _problems(source, [f"model.options.{p}" for p in format_errors(exc)]) from None
     elif recipe.model.options:
-        raise _problems(source, [f"model.options: plugin '{modality.name}' takes no options (got {recipe.model.options})"])
+        raise _problems(
+            source, [f"model.options: plugin '{modality.name}' takes no options (got {recipe.model.options})"]
+        )
 
     if recipe.model.checkpoint is not None:
         checkpoint, config = read_checkpoint_config(recipe.model.checkpoint)
@@ -94,7 +96,7 @@ def plan_run(recipe: Recipe | str | Path, overrides: dict[str, Any] | list[str] 
     with torch.device("meta"):
         skeleton = modality.auto_model.from_config(config)
     strategy = recipe.tuning.strategy
-    if problems := check_strategy(strategy, skeleton, getattr(recipe.tuning, strategy), modality):
+    if problems := check_strategy(strategy, skeleton, recipe.tuning.options(), modality):
         raise _problems(source, problems)
     return Plan(recipe, source, modality, checkpoint, config, features, plugin_options)
 
@@ -172,14 +174,18 @@ def run(
         splits = load_splits(r.data, plugins.sources())
         adaptations = modality.check_data(splits.train, r.data.input_column, plan.config)
         for _, split in list(splits.items())[1:]:
-            adaptations += [a for a in modality.check_data(split, r.data.input_column, plan.config) if a not in adaptations]
+            adaptations += [
+                a for a in modality.check_data(split, r.data.input_column, plan.config) if a not in adaptations
+            ]
     processor = modality.load_processor(plan.checkpoint) if plan.checkpoint else modality.new_processor(plan.config)
     model, surgery = build_model(modality, plan.checkpoint, plan.config, splits.labels)
-    model = apply_strategy(r.tuning.strategy, model, getattr(r.tuning, r.tuning.strategy), modality)
-    trainable, total = count_parameters(model)
+    tuned = apply_strategy(r.tuning.strategy, model, r.tuning.options(), modality)
+    trainable, total = count_parameters(tuned)
 
     accelerator.print(f"tlhub: {plan.source} -> {out}  ({accelerator.num_processes} process(es), {accelerator.device})")
-    accelerator.print(f"base: {plan.checkpoint or 'none (from scratch)'} [{plan.config.model_type}, {modality.input_type}]")
+    accelerator.print(
+        f"base: {plan.checkpoint or 'none (from scratch)'} [{plan.config.model_type}, {modality.input_type}]"
+    )
     accelerator.print("data: " + "; ".join(splits.notes))
     for line in surgery.lines + [f"adapted: {a}" for a in adaptations]:
         accelerator.print(line)
@@ -206,9 +212,9 @@ def run(
     from tlhub.engine import fit
 
     columns = [r.data.input_column, r.data.label_column]
-    model, state, evaluate = fit(
+    trained, state, evaluate = fit(
         accelerator,
-        model,
+        tuned,
         splits.train.select_columns(columns),
         splits.validation.select_columns(columns),
         _make_collate(modality, processor, plan.config, r),
@@ -225,12 +231,12 @@ def run(
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        trained = accelerator.unwrap_model(model)
+        final = accelerator.unwrap_model(trained)
         if r.tuning.strategy == "lora":
-            trained.save_pretrained(out / ADAPTER_DIR)
+            final.save_pretrained(out / ADAPTER_DIR)
             processor.save_pretrained(out / ADAPTER_DIR)
-            trained = trained.merge_and_unload()
-        trained.save_pretrained(out)
+            final = final.merge_and_unload()
+        final.save_pretrained(out)
         processor.save_pretrained(out)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (out / "recipe.yaml").write_text(dump_recipe(r))

@@ -40,7 +40,9 @@ def test_full_refuses_unknown_modules(model: ViTForImageClassification) -> None:
     image = modalities()["image"]
     options = STRATEGIES["full"].Options(freeze=["wav2vec2.feature_extractor"])
     (problem,) = check_strategy("full", model, options, image)
-    assert problem.startswith("tuning.full.freeze: no module named 'wav2vec2.feature_extractor' (modules: classifier, vit, vit.embeddings")
+    assert problem.startswith(
+        "tuning.full.freeze: no module named 'wav2vec2.feature_extractor' (modules: classifier, vit, vit.embeddings"
+    )
     with pytest.raises(RecipeError):
         apply_strategy("full", model, options, image)
 

@@ -18,7 +18,7 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     r: int = Field(8, gt=0, description="Rank of the update matrices: more capacity, more parameters.")
-    alpha: float = Field(16, gt=0, description="Scaling numerator (lora_alpha); the update is scaled by alpha/r.")
+    alpha: int = Field(16, gt=0, description="Scaling numerator (lora_alpha); the update is scaled by alpha/r.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter input.")
     target_modules: list[str] | None = Field(
         None, description="Module names (suffixes) that get adapters; default: the plugin's attention projections."
