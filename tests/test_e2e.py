@@ -1,0 +1,76 @@
+"""End to end on real data: the shipped recipes, the committed CIFAR-10 checkpoint, scikit-learn's digits
+and the CIFAR-10 parquet files in ../shared/data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import PRETRAINED_VIT, REPO, needs_pretrained_vit, needs_shared_data
+
+pytestmark = [pytest.mark.e2e]
+
+
+@pytest.fixture(autouse=True)
+def in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recipes name their paths relative to the repository root, where users run them."""
+    monkeypatch.chdir(REPO)
+
+
+@needs_pretrained_vit
+def test_main_job_reaches_the_accuracy_bar(cli, tmp_path: Path) -> None:
+    out = tmp_path / "digits"
+    result = cli("run", "recipes/digits_vit.yaml", f"output_dir={out}")
+    assert result.exit_code == 0, result.output[-3000:]
+    assert "test: accuracy" in result.output and f"saved: {out}" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["examples"] == 360
+    assert metrics["test"]["accuracy"] >= 0.95, metrics
+    card = (out / "README.md").read_text()
+    assert "supervised pretraining by tlhub on 'parquet'" in card and "airplane, automobile" in card
+    assert "classifier.weight: pretrained 10x192 dropped, new 10x192" in card
+    assert "tlhub run recipes/digits_vit.yaml output_dir=" in card
+
+
+@needs_pretrained_vit
+@pytest.mark.parametrize("strategy", ["head", "lora"])
+def test_strategies_on_the_real_checkpoint(cli, tmp_path: Path, strategy: str) -> None:
+    import PIL.Image
+    from sklearn.datasets import load_digits
+    from transformers import pipeline
+
+    out = tmp_path / strategy
+    result = cli("run", "recipes/digits_vit.yaml", f"tuning.strategy={strategy}", "train.epochs=2", f"output_dir={out}")
+    assert result.exit_code == 0, result.output[-3000:]
+    if strategy == "head":
+        before, after = load_file(str(PRETRAINED_VIT / "model.safetensors")), load_file(str(out / "model.safetensors"))
+        changed = [n for n in before if not n.startswith("classifier.") and not torch.equal(before[n], after[n])]
+        assert changed == [], f"head training changed pretrained tensors: {changed}"
+    else:
+        assert (out / "adapter" / "adapter_config.json").is_file()
+    digits = load_digits()
+    image = PIL.Image.fromarray((digits.images[0] * 255 / 16).astype("uint8"))
+    (best, *_) = pipeline("image-classification", model=str(out))(image)
+    assert best["label"] in {str(d) for d in range(10)}
+
+
+@needs_shared_data
+def test_pretraining_recipe_reads_cifar10_parquet(cli, tmp_path: Path) -> None:
+    out = tmp_path / "pretrain"
+    result = cli(
+        "run",
+        "recipes/pretrain_vit_cifar10.yaml",
+        "data.train_samples_per_class=20",
+        "data.validation_fraction=0.01",
+        "train.epochs=1",
+        f"output_dir={out}",
+    )
+    assert result.exit_code == 0, result.output[-3000:]
+    info = json.loads((out / "run.json").read_text())
+    assert info["data"]["labels"][:3] == ["airplane", "automobile", "bird"]
+    assert info["data"]["sizes"] == {"train": 200, "validation": 500, "test": 10000}
+    assert json.loads((out / "config.json").read_text())["id2label"]["9"] == "truck"
