@@ -180,3 +180,14 @@ def test_non_empty_output_dir_of_another_run(cli, recipe_file, tmp_path: Path) -
     assert_refused(cli("run", recipe_file()), "output_dir: ", "is not empty and holds no tlhub run", "--overwrite")
     assert (out / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_plugin_options_are_checked_by_the_plugin(cli, recipe_file) -> None:
+    path = recipe_file(model={"options": {"crop": 0.9}})
+    assert_refused(cli("validate", path), "model.options: plugin 'image' takes no options (got {'crop': 0.9})")
+
+
+def test_validate_says_what_it_checked(cli, recipe_file, tiny_vit: Path) -> None:
+    result = cli("validate", recipe_file())
+    assert result.exit_code == 0, result.output
+    assert f"ok: plugin 'image' (image), checkpoint {tiny_vit.resolve()} [vit], data 'sklearn_digits'" in result.output

@@ -178,7 +178,7 @@ def fit(
 
         scores = evaluate_split(accelerator, model, validation_loader, evaluation.metrics)
         score = scores[evaluation.select_metric]
-        improved = state.best_metric is None or score > state.best_metric
+        improved = evaluation.select_split == "none" or state.best_metric is None or score > state.best_metric
         if improved:
             state.best_metric, state.best_epoch = score, epoch + 1
             accelerator.save_model(model, best_dir)
@@ -192,7 +192,7 @@ def fit(
         shown = "  ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "examples")
         accelerator.print(
             f"epoch {epoch + 1}/{train.epochs}  train loss {running / max(seen, 1):.4f}  validation {shown}"
-            + ("  (best so far)" if improved else "")
+            + (("  (kept: last epoch)" if evaluation.select_split == "none" else "  (best so far)") if improved else "")
         )
         state.epoch, state.batches_in_epoch = epoch + 1, 0
         _save_checkpoint(accelerator, state, run_dir)

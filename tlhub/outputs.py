@@ -86,6 +86,22 @@ def finish_run_dir(path: Path, updates: dict[str, Any]) -> None:
     shutil.rmtree(path / BEST_MODEL, ignore_errors=True)
 
 
+def save_model_folder(path: Path, model: Any, processor: Any) -> None:
+    """A Hugging Face model folder (weights, config with the label map, processor).
+
+    A peft model also leaves its adapter (with the trained head) in ``adapter/``, then is merged so that
+    the folder itself loads with plain transformers.
+    """
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        model.save_pretrained(str(path / ADAPTER_DIR))
+        processor.save_pretrained(path / ADAPTER_DIR)
+        model = model.merge_and_unload()
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+
+
 def base_provenance(checkpoint: str | None) -> str:
     """What a base checkpoint was pretrained on, as its own run records it (tlhub runs) or its card says."""
     if checkpoint is None:
@@ -115,7 +131,6 @@ class CardFacts:
     """Everything the model card states, gathered by the run."""
 
     recipe: Recipe
-    recipe_file: str
     command: str
     base: str | None
     base_provenance: str
@@ -151,6 +166,11 @@ def write_model_card(path: Path, facts: CardFacts) -> None:
     history = ["| epoch | train loss | validation " + r.eval.select_metric + " |", "|---|---|---|"]
     for h in facts.history:
         history.append(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['validation_' + r.eval.select_metric]:.4f} |")
+    picked = (
+        f"Best epoch {facts.best_epoch} of {r.train.epochs}, picked on validation {r.eval.select_metric}."
+        if r.eval.select_split == "validation"
+        else f"The last epoch ({facts.best_epoch}) is kept (eval.select_split: none)."
+    )
     files = f" with data_files `{r.data.data_files}`" if r.data.data_files else ""
     bullets = lambda items: "\n".join(f"- {i}" for i in items) or "- none"  # noqa: E731
     body = f"""
@@ -179,7 +199,7 @@ Adapted by preprocessing:
 Trainable parameters: {facts.trainable:,} of {facts.total:,} ({100 * facts.trainable / facts.total:.2f}%).
 
 ## Results
-Best epoch {facts.best_epoch} of {r.train.epochs}, picked on validation {r.eval.select_metric}.
+{picked}
 
 {chr(10).join(table)}
 

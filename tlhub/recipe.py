@@ -183,8 +183,13 @@ class EvalSection(_Section):
         default_factory=lambda: ["accuracy"],
         description="Metrics computed on every evaluated split (evaluate modules).",
     )
+    select_split: Literal["validation", "none"] = Field(
+        "validation",
+        description="Split whose select_metric picks the best epoch (never test: it must stay unseen); "
+        "'none' keeps the last epoch.",
+    )
     select_metric: str = Field(
-        "accuracy", description="Metric (higher is better) that picks the best epoch on validation."
+        "accuracy", description="Metric (higher is better) that picks the best epoch on select_split."
     )
 
     @field_validator("metrics")

@@ -141,17 +141,18 @@ def run(
 
     from tlhub.model import build_model
     from tlhub.outputs import (
-        ADAPTER_DIR,
         CardFacts,
         base_provenance,
         check_output_dir,
         finish_run_dir,
+        save_model_folder,
         start_run_dir,
         write_model_card,
     )
 
     started = time.time()
     plan = plan_run(recipe, overrides)
+    command = command or f"tlhub.run({plan.source!r}, overrides={overrides!r})"
     r, modality = plan.recipe, plan.modality
     out = Path(r.output_dir)
     resolved = r.model_dump(mode="json")
@@ -199,7 +200,7 @@ def run(
             decision,
             {
                 "recipe_file": plan.source,
-                "command": command or f"tlhub.run({plan.source!r}, overrides={overrides!r})",
+                "command": command,
                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "recipe": resolved,
                 "data": data_info,
@@ -231,21 +232,14 @@ def run(
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        final = accelerator.unwrap_model(trained)
-        if r.tuning.strategy == "lora":
-            final.save_pretrained(out / ADAPTER_DIR)
-            processor.save_pretrained(out / ADAPTER_DIR)
-            final = final.merge_and_unload()
-        final.save_pretrained(out)
-        processor.save_pretrained(out)
+        save_model_folder(out, accelerator.unwrap_model(trained), processor)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (out / "recipe.yaml").write_text(dump_recipe(r))
         write_model_card(
             out,
             CardFacts(
                 recipe=r,
-                recipe_file=plan.source,
-                command=command or f"tlhub.run({plan.source!r}, overrides={overrides!r})",
+                command=command,
                 base=plan.checkpoint,
                 base_provenance=base_provenance(plan.checkpoint),
                 model_type=plan.config.model_type,

@@ -6,6 +6,7 @@ Registered through the ``tlhub`` entry-point group exactly as a third-party plug
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
@@ -72,6 +73,7 @@ def make_encoder(processor: Any, config: PretrainedConfig) -> Callable[[Sequence
     return encode
 
 
+@functools.cache  # validation peeks at the schema, the run loads: build it once per process
 def load_digits() -> datasets.DatasetDict:
     """scikit-learn's 1,797 real 8x8 handwritten digits as grayscale images, in one ``train`` split."""
     from sklearn.datasets import load_digits as sklearn_digits
