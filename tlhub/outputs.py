@@ -166,6 +166,11 @@ def write_model_card(path: Path, facts: CardFacts) -> None:
     history = ["| epoch | train loss | validation " + r.eval.select_metric + " |", "|---|---|---|"]
     for h in facts.history:
         history.append(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['validation_' + r.eval.select_metric]:.4f} |")
+    how = (
+        f"fine-tuned by tlhub with the `{r.tuning.strategy}` strategy"
+        if facts.base
+        else "trained from scratch by tlhub (supervised pretraining: every layer starts from random values)"
+    )
     picked = (
         f"Best epoch {facts.best_epoch} of {r.train.epochs}, picked on validation {r.eval.select_metric}."
         if r.eval.select_split == "validation"
@@ -176,8 +181,7 @@ def write_model_card(path: Path, facts: CardFacts) -> None:
     body = f"""
 # {path.name}
 
-A {facts.model_type} {facts.input_type} classifier for {len(facts.labels)} classes, fine-tuned by tlhub with the
-`{r.tuning.strategy}` strategy.
+A {facts.model_type} {facts.input_type} classifier for {len(facts.labels)} classes, {how}.
 
 ## Base checkpoint
 - checkpoint: `{facts.base or "none (trained from scratch)"}`
