@@ -61,9 +61,9 @@ def run(recipe: str, overrides: tuple[str, ...], resume: bool, overwrite: bool) 
     _quiet_libraries()
     from tlhub.runner import run as run_recipe
 
-    run_recipe(
-        recipe, list(overrides), resume=resume, overwrite=overwrite, command=shlex.join(["tlhub", *sys.argv[1:]])
-    )
+    flags = ["--resume"] * resume + ["--overwrite"] * overwrite
+    command = shlex.join(["tlhub", "run", recipe, *overrides, *flags])
+    run_recipe(recipe, list(overrides), resume=resume, overwrite=overwrite, command=command)
 
 
 @main.command()
