@@ -116,6 +116,22 @@ def cli():
     return invoke
 
 
+def _loopback_works() -> bool:
+    import socket
+
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            socket.create_connection(server.getsockname(), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+needs_loopback = pytest.mark.skipif(
+    not _loopback_works(),
+    reason="the loopback interface is down (a bare `unshare -n` namespace): several processes talk over it; "
+    "bring it up with `ip link set lo up` inside the namespace",
+)
 needs_shared_data = pytest.mark.skipif(
     not SHARED_DATA.is_dir(), reason=f"real data folder {SHARED_DATA} is missing (CI provides it beside the clone)"
 )

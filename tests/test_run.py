@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 import tlhub
-from tests.conftest import digits_recipe, write_recipe
+from tests.conftest import digits_recipe, needs_loopback, write_recipe
 from tlhub.plugins import modalities, sources
 from tlhub.recipe import Recipe
 
@@ -177,6 +177,7 @@ def test_an_interrupted_run_resumes_and_finishes(tmp_path: Path, tiny_vit: Path)
     assert json.loads((out / "metrics.json").read_text())["test"]["examples"] == 360
 
 
+@needs_loopback
 def test_two_processes_evaluate_the_whole_split(tmp_path: Path, tiny_vit: Path) -> None:
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
