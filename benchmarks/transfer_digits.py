@@ -49,13 +49,19 @@ VARIANTS: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
 ]
 
 
-def run_variant(name: str, overrides: dict[str, Any], seed: int) -> dict[str, Any]:
-    out = OUT / f"{name.replace(', ', '_').replace(' ', '-')}_seed{seed}"
-    overrides = {**overrides, "train.seed": seed, "output_dir": str(out)}
-    # One process per variant: a fresh interpreter, as a user's run would be, timed whole.
+def run_in_fresh_process(overrides: dict[str, Any]) -> None:
+    """One process per run: a fresh interpreter, as a user's run would be."""
     code = f"import json, sys, tlhub; tlhub.run({str(RECIPE)!r}, overrides=json.loads(sys.argv[1]), overwrite=True)"
     subprocess.run([sys.executable, "-c", code, json.dumps(overrides)], check=True, cwd=REPO)
-    info = json.loads((out / "run.json").read_text())
+
+
+def run_variant(name: str, overrides: dict[str, Any], seed: int, reuse: bool) -> dict[str, Any]:
+    out = OUT / f"{name.replace(', ', '_').replace(' ', '-')}_seed{seed}"
+    overrides = {**overrides, "train.seed": seed, "output_dir": str(out)}
+    done = out / "run.json"
+    if not (reuse and done.is_file() and json.loads(done.read_text()).get("finished")):
+        run_in_fresh_process(overrides)
+    info = json.loads(done.read_text())
     return {
         "name": name,
         "test": info["metrics"]["test"],
@@ -141,10 +147,12 @@ def write_report(rows: list[dict[str, Any]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="run only the first two variants")
+    parser.add_argument("--reuse", action="store_true", help="keep finished runs in runs/benchmarks; run the rest")
     args = parser.parse_args()
     variants = VARIANTS[:2] if args.quick else VARIANTS
     rows = [
-        summarise(name, [run_variant(name, overrides, seed) for seed in seeds]) for name, overrides, seeds in variants
+        summarise(name, [run_variant(name, overrides, seed, args.reuse) for seed in seeds])
+        for name, overrides, seeds in variants
     ]
     write_report(rows)
     print((REPO / "docs" / "benchmarks.md").read_text())

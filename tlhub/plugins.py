@@ -8,6 +8,7 @@ Operator switches (environment variables):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass
@@ -69,8 +70,7 @@ def _collect(hook_name: str, kind: type) -> list[Any]:
                 raise PluginError(
                     f"plugin '{_plugin}' registered {item!r} from {hook_name}; expected a {kind.__name__}"
                 )
-            object.__setattr__(item, "plugin", _plugin)
-            items.append(item)
+            items.append(dataclasses.replace(item, plugin=_plugin))
 
         # Call through pluggy (so tracing sees it), one plugin at a time to know who registered what.
         others = [p for p in plugins if p is not impl.plugin]
