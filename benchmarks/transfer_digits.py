@@ -122,6 +122,9 @@ def write_report(rows: list[dict[str, Any]]) -> None:
     lines += [
         "",
         "Wall time is the whole `tlhub.run` call (data, model, training, evaluation, saving), without Python start-up.",
+        "The from-scratch rows build the model from the pretraining recipe's config, which asks for eager attention;",
+        "the checkpoint loads with transformers' default (SDPA), slower at this size on this CPU: that, not the",
+        "weights, is the difference in their wall times.",
         "",
         "Overrides of each variant on top of `recipes/digits_vit.yaml` (`from scratch` also sets `model.config` to the",
         "pretraining recipe's architecture and `model.checkpoint` to null):",
