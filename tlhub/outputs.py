@@ -43,8 +43,12 @@ def check_output_dir(path: Path, resume: bool, overwrite: bool, recipe: dict[str
     if info is None:
         raise OutputDirError(f"output_dir: '{path}' is not empty and holds no tlhub run; {advice}")
     if not resume:
-        state = "a finished run" if info.get("finished") else "an interrupted run (pass --resume to continue it)"
-        raise OutputDirError(f"output_dir: '{path}' holds {state} of {info.get('recipe_file')}; {advice}")
+        if info.get("finished"):
+            raise OutputDirError(f"output_dir: '{path}' holds a finished run of {info.get('recipe_file')}; {advice}")
+        raise OutputDirError(
+            f"output_dir: '{path}' holds an interrupted run of {info.get('recipe_file')}: pass --resume to "
+            f"continue it, or {advice}"
+        )
     if info.get("finished"):
         raise OutputDirError(f"output_dir: '{path}' holds a finished run; nothing to resume; {advice}")
     changed = _changed_keys(info.get("recipe", {}), recipe)
