@@ -23,6 +23,7 @@ from tlhub.metrics import load_metrics
 
 if TYPE_CHECKING:
     import datasets
+    import evaluate
     from accelerate import Accelerator
 
     from tlhub.recipe import EvalSection, TrainSection
@@ -74,10 +75,12 @@ def _save_checkpoint(accelerator: Accelerator, state: TrainState, run_dir: Path,
 
 
 def evaluate_split(
-    accelerator: Accelerator, model: torch.nn.Module, dataloader: DataLoader, metric_names: list[str]
+    accelerator: Accelerator, model: torch.nn.Module, dataloader: DataLoader, metric: evaluate.CombinedEvaluations
 ) -> dict[str, float]:
-    """Metrics of ``model`` over the whole split, gathered from every process (duplicates dropped)."""
-    metric = load_metrics(metric_names, experiment_id=f"tlhub-{accelerator.process_index}")
+    """Metrics of ``model`` over the whole split, gathered from every process (duplicates dropped).
+
+    ``metric`` is reused across calls: ``compute`` empties it.
+    """
     model.eval()
     total_loss, count = 0.0, 0
     for batch in dataloader:
@@ -141,6 +144,8 @@ def fit(
             f"resumed from {checkpoint}: epoch {state.epoch + 1}, batch {state.batches_in_epoch}, step {state.step}"
         )
 
+    # Loaded once: each load reads and imports the metric modules.
+    metric = load_metrics(evaluation.metrics, experiment_id=f"tlhub-{accelerator.process_index}")
     best_dir = run_dir / BEST_MODEL
     for epoch in range(state.epoch, train.epochs):
         model.train()
@@ -176,7 +181,7 @@ def fit(
                     _save_checkpoint(accelerator, state, run_dir)
         progress.close()
 
-        scores = evaluate_split(accelerator, model, validation_loader, evaluation.metrics)
+        scores = evaluate_split(accelerator, model, validation_loader, metric)
         score = scores[evaluation.select_metric]
         improved = evaluation.select_split == "none" or state.best_metric is None or score > state.best_metric
         if improved:
@@ -204,6 +209,6 @@ def fit(
     accelerator.print(f"best epoch: {state.best_epoch} (validation {evaluation.select_metric} {state.best_metric:.4f})")
 
     def evaluate(data: datasets.Dataset) -> dict[str, float]:
-        return evaluate_split(accelerator, model, accelerator.prepare(loader(data)), evaluation.metrics)
+        return evaluate_split(accelerator, model, accelerator.prepare(loader(data)), metric)
 
     return model, state, evaluate

@@ -57,7 +57,7 @@ def load_plugins() -> None:
     pm.check_pending()
 
 
-def _collect(hook_name: str, kind: type) -> list[Any]:
+def _collect(hook_name: str, kind: type[Any]) -> list[Any]:
     """Call a ``register_*`` hook on each plugin; return what each registered, tagged with its plugin."""
     load_plugins()
     items: list[Any] = []
