@@ -73,7 +73,7 @@ def test_yaml_syntax_error_names_the_line(cli, tmp_path: Path) -> None:
 def test_unknown_plugin(cli, recipe_file) -> None:
     path = recipe_file(model={"plugin": "imgae"})
     assert_refused(
-        cli("validate", path), "model.plugin: 'imgae' is not a known plugin (known: image); did you mean 'image'?"
+        cli("validate", path), "model.plugin: 'imgae' is not a known plugin (known: image, text); did you mean 'image'?"
     )
 
 
@@ -117,7 +117,7 @@ def test_image_checkpoint_with_text_data(cli, recipe_file, tmp_path: Path) -> No
     assert_refused(
         cli("run", path),
         "(model_type 'vit') was pretrained on images, but data column 'text' holds text",
-        "no installed plugin handles text",
+        "use plugin text with a checkpoint of type bert, distilbert, roberta, xlm-roberta",
         output_dir=tmp_path / "out",
     )
 

@@ -35,7 +35,7 @@ def fake_plugin() -> Iterator[types.ModuleType]:
                 lora_targets=("query",),
                 load_processor=str,
                 new_processor=str,
-                check_data=lambda *a: [],
+                check_data=lambda split, *a: (split, []),
                 make_encoder=lambda *a: str,
             )
         )
@@ -89,7 +89,7 @@ def test_a_plugin_that_fails_to_import_is_reported_by_name(monkeypatch: pytest.M
 
 
 def test_unknown_plugin_lists_the_known_ones() -> None:
-    with pytest.raises(PluginError, match=r"model.plugin: 'video' is not a known plugin \(known: image\)"):
+    with pytest.raises(PluginError, match=r"model.plugin: 'video' is not a known plugin \(known: image, text\)"):
         plugins.resolve_modality("video")
 
 

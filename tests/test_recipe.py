@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, digits_recipe, write_recipe
+from tlhub import plugins
 from tlhub.errors import RecipeError
 from tlhub.recipe import Recipe, apply_overrides, load_recipe, validate_recipe
 
@@ -15,7 +16,7 @@ SHIPPED = sorted((REPO / "recipes").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_recipe_validates(path: Path) -> None:
-    recipe = load_recipe(path, plugins={"image"})
+    recipe = load_recipe(path, plugins=set(plugins.modalities()))
     assert isinstance(recipe, Recipe)
     assert path.read_text().startswith("#"), "a shipped recipe opens with a comment giving its command"
 
@@ -61,17 +62,17 @@ def test_unknown_key_lists_the_valid_keys(tmp_path: Path) -> None:
     data = digits_recipe("ckpt", tmp_path / "out")
     data["data"]["colum"] = "x"
     (problem,) = problems_of(data)
-    assert problem.startswith("data.colum: unknown key (valid keys here: source, name, data_files, input_column")
+    assert problem.startswith(
+        "data.colum: unknown key (valid keys here: source, name, data_files, load_options, input_column"
+    )
 
 
 def test_strategy_options_are_checked_against_the_strategy(tmp_path: Path) -> None:
     data = digits_recipe("ckpt", tmp_path / "out", tuning={"strategy": "lora", "lora": {"r": 0, "rank": 4}})
     problems = problems_of(data)
     assert any(p.startswith("tuning.lora.r: Input should be greater than 0") for p in problems)
-    assert any(
-        p.startswith("tuning.lora.rank: unknown key (valid keys here: r, alpha, dropout, target_modules)")
-        for p in problems
-    )
+    valid = "r, alpha, dropout, target_modules, learning_rate"
+    assert any(p.startswith(f"tuning.lora.rank: unknown key (valid keys here: {valid})") for p in problems)
 
 
 def test_checkpoint_or_config_but_not_both(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from tlhub.checkpoint import LocalCopy
 from tlhub.hookspecs import hookimpl
 from tlhub.modality import Modality
 from tlhub.recipe import Recipe, load_recipe
@@ -26,6 +27,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "LocalCopy",
     "Modality",
     "Plan",
     "Recipe",

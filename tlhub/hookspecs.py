@@ -14,6 +14,7 @@ import pluggy
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from tlhub.checkpoint import LocalCopy
     from tlhub.modality import Modality
     from tlhub.sources import Source
 
@@ -49,4 +50,22 @@ def register_sources(register: Callable[[Source], None]) -> None:  # type: ignor
     the same spelling.
 
     Returns: nothing; every plugin's implementation is called.
+    """
+
+
+# --- Resolution: called while a recipe is validated -----------------------------------------------
+
+
+@hookspec(firstresult=True)
+def locate_checkpoint(name: str) -> LocalCopy | None:
+    """Offer a local copy of the checkpoint a recipe names by its Hub id, such as one a package ships.
+
+    When: while validating a recipe whose ``model.checkpoint`` is a Hub id (``org/name``) that is not a
+    local folder and not in the Hugging Face cache; before tlhub falls back to the Hub.
+
+    Arguments: ``name``, the Hub id as the recipe writes it (``sentence-transformers/all-MiniLM-L6-v2``).
+
+    Returns: a :class:`tlhub.LocalCopy` (the folder, with config.json, weights and preprocessing files,
+    and a few words on where it comes from), or ``None`` when this plugin has no copy. The first
+    non-``None`` result wins.
     """

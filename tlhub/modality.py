@@ -32,6 +32,8 @@ _MAIN_INPUT_TO_TYPE = {
 }
 
 Encoder = Callable[[Sequence[Any]], "dict[str, torch.Tensor]"]
+# Module names, fixed or read from the model's config (families name their layers differently).
+ModuleNames = tuple[str, ...] | Callable[["PretrainedConfig"], tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -45,16 +47,25 @@ class Modality:
         auto_model: the transformers auto class with a classification head
             (``AutoModelForImageClassification``).
         pipeline_task: the ``transformers.pipeline`` task its outputs load into.
-        head_modules: names of the modules that form the classification head; they are replaced by
-            a new head and are the only trainable part under the ``head`` strategy.
-        lora_targets: default LoRA target module names (suffixes) for this family.
+        head_modules: names of the modules that form the classification head (or ``config -> names``);
+            they are replaced by a new head, saved with a LoRA adapter, and are the only trainable part
+            under the ``head`` strategy.
+        lora_targets: default LoRA target module names (suffixes), or ``config -> names``.
         load_processor: ``checkpoint -> processor``, the checkpoint's own preprocessing.
         new_processor: ``config -> processor`` for a model trained from scratch.
-        check_data: ``(split, column, config) -> adaptations``: checks the examples (raising
-            ``DataError`` naming the bad file) and returns one sentence per compatible difference that
-            preprocessing adapts (grayscale to RGB, resizing), written to the model card.
-        make_encoder: ``(processor, config) -> encode`` where ``encode(values)`` turns a list of raw
-            column values into the model's input tensors (one call per batch).
+        check_data: ``(split, columns, config, processor, options) -> (split, notes)``: checks the examples
+            (raising ``DataError`` naming the bad file or row), may drop examples the plugin's options
+            say to drop, and returns the split with one sentence per adaptation (grayscale to RGB,
+            resampling, truncation, dropped rows), written to the model card.
+        make_encoder: ``(processor, config, options) -> encode`` where ``encode(values)`` turns a list
+            of raw column values (tuples when a recipe names several input columns) into the model's
+            input tensors, one call per batch.
+        extend_model: optional ``(model, options) -> notes``, called once the pretrained layers are
+            loaded and the new head is in place, to add modules the head reads from (the text plugin's
+            mean-pooling layer); the notes go to the model card.
+        fixed_modules: modules (or ``config -> names``) that belong to the saved model but never train,
+            whatever the strategy: modules of ``extend_model`` whose values are a construction.
+        max_input_columns: how many input columns a recipe may name (text takes sentence pairs).
         options: a pydantic model for ``model.options`` in a recipe, or ``None`` if it takes none.
     """
 
@@ -63,15 +74,30 @@ class Modality:
     model_types: tuple[str, ...]
     auto_model: Any  # a transformers auto class: has from_config / from_pretrained
     pipeline_task: str
-    head_modules: tuple[str, ...]
-    lora_targets: tuple[str, ...]
+    head_modules: ModuleNames
+    lora_targets: ModuleNames
     load_processor: Callable[[str], Any]
     new_processor: Callable[[PretrainedConfig], Any]
-    check_data: Callable[[datasets.Dataset, str, PretrainedConfig], list[str]]
-    make_encoder: Callable[[Any, PretrainedConfig], Encoder]
+    check_data: Callable[[datasets.Dataset, list[str], PretrainedConfig, Any, Any], tuple[datasets.Dataset, list[str]]]
+    make_encoder: Callable[[Any, PretrainedConfig, Any], Encoder]
+    extend_model: Callable[[Any, Any], list[str]] | None = None  # (model, options) -> notes
+    fixed_modules: ModuleNames = ()
+    max_input_columns: int = 1
     options: type[BaseModel] | None = None
     description: str = ""
     plugin: str = field(default="", compare=False)
+
+    def head(self, config: Any) -> tuple[str, ...]:  # a PretrainedConfig (model.config of an nn.Module)
+        """The head's module names in a model of ``config``."""
+        return self.head_modules(config) if callable(self.head_modules) else self.head_modules
+
+    def fixed(self, config: Any) -> tuple[str, ...]:
+        """The modules that never train in a model of ``config``."""
+        return self.fixed_modules(config) if callable(self.fixed_modules) else self.fixed_modules
+
+    def targets(self, config: Any) -> tuple[str, ...]:
+        """The default LoRA targets in a model of ``config``."""
+        return self.lora_targets(config) if callable(self.lora_targets) else self.lora_targets
 
 
 def feature_input_type(feature: object) -> str | None:

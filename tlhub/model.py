@@ -37,22 +37,34 @@ def _label_config(config: PretrainedConfig, labels: list[str]) -> PretrainedConf
 
 
 def build_model(
-    modality: Modality, checkpoint: str | None, config: PretrainedConfig, labels: list[str]
+    modality: Modality, checkpoint: str | None, config: PretrainedConfig, labels: list[str], options: object = None
 ) -> tuple[PreTrainedModel, HeadSurgery]:
-    """Load ``checkpoint`` (or build ``config`` untrained) with a new head for ``labels``."""
+    """Load ``checkpoint`` (or build ``config`` untrained) with a new head for ``labels``.
+
+    ``options`` are the plugin's ``model.options``, for its ``extend_model``.
+    """
     config = _label_config(config, labels)
     surgery = HeadSurgery()
     if checkpoint is None:
         model = modality.auto_model.from_config(config)
         surgery.lines.append("no pretrained checkpoint: every layer starts from random values")
-        return model, surgery
+    else:
+        model = _load_with_new_head(modality, checkpoint, config, surgery)
+    if modality.extend_model is not None:
+        surgery.lines += modality.extend_model(model, options)
+    return model, surgery
 
+
+def _load_with_new_head(
+    modality: Modality, checkpoint: str, config: PretrainedConfig, surgery: HeadSurgery
+) -> PreTrainedModel:
     model, info = modality.auto_model.from_pretrained(
         checkpoint, config=config, ignore_mismatched_sizes=True, output_loading_info=True, dtype=torch.float32
     )
     mismatched = {key: tuple(old) for key, old, _new in info["mismatched_keys"]}
+    head = modality.head(config)
     for name, param in model.named_parameters():
-        if not is_under(name, modality.head_modules):
+        if not is_under(name, head):
             continue
         new = _shape(param.shape)
         if name in info["missing_keys"]:
@@ -62,6 +74,6 @@ def build_model(
             surgery.lines.append(f"{name}: pretrained {old} dropped, new {new}")
     # Always a new head, even when the shapes happen to match (10 pretraining classes, 10 new ones):
     # the old head maps features to the old classes, which mean nothing for the new task.
-    for module_name in modality.head_modules:
+    for module_name in head:
         model.get_submodule(module_name).apply(model._init_weights)
-    return model, surgery
+    return model  # type: ignore[no-any-return]

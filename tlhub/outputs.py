@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from tlhub.checkpoint import is_hub_id
 from tlhub.engine import BEST_MODEL, CHECKPOINTS, latest_checkpoint
 from tlhub.errors import OutputDirError
 
@@ -136,7 +137,8 @@ class CardFacts:
 
     recipe: Recipe
     command: str
-    base: str | None
+    base: str | None  # as the recipe names it
+    base_origin: str | None  # where it was found: local folder, HF cache, a package's copy, the Hub
     base_provenance: str
     model_type: str
     input_type: str
@@ -159,7 +161,7 @@ def write_model_card(path: Path, facts: CardFacts) -> None:
         library_name="transformers",
         pipeline_tag=facts.pipeline_task,
         tags=["tlhub", f"tlhub-{r.tuning.strategy}", facts.input_type],
-        base_model=facts.base if facts.base and not Path(facts.base).exists() else None,
+        base_model=facts.base if facts.base and is_hub_id(facts.base) else None,
     )
     table = ["| split | " + " | ".join(next(iter(facts.metrics.values()))) + " |"]
     table.append("|---" * (1 + len(next(iter(facts.metrics.values())))) + "|")
@@ -181,6 +183,7 @@ def write_model_card(path: Path, facts: CardFacts) -> None:
         else f"The last epoch ({facts.best_epoch}) is kept (eval.select_split: none)."
     )
     files = f" with data_files `{r.data.data_files}`" if r.data.data_files else ""
+    origin = f", loaded from {facts.base_origin}" if facts.base_origin else ""
     bullets = lambda items: "\n".join(f"- {i}" for i in items) or "- none"  # noqa: E731
     body = f"""
 # {path.name}
@@ -188,7 +191,7 @@ def write_model_card(path: Path, facts: CardFacts) -> None:
 A {facts.model_type} {facts.input_type} classifier for {len(facts.labels)} classes, {how}.
 
 ## Base checkpoint
-- checkpoint: `{facts.base or "none (trained from scratch)"}`
+- checkpoint: `{facts.base or "none (trained from scratch)"}`{origin}
 - input type: {facts.input_type} (model_type `{facts.model_type}`)
 - pretraining: {facts.base_provenance}
 

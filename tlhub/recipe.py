@@ -94,7 +94,14 @@ class DataSection(_Section):
         description="Files for a builder source, e.g. {train: a.parquet, test: b.parquet}; "
         "relative to the working directory.",
     )
-    input_column: str = Field(description="Column holding the model input (image, audio or text).")
+    load_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="More keyword arguments for `datasets.load_dataset`, such as a csv builder's "
+        "sep, column_names or quoting.",
+    )
+    input_column: str | list[str] = Field(
+        description="Column holding the model input (image, audio or text); two text columns for sentence pairs."
+    )
     label_column: str = Field("label", description="Column holding the class label (ids or names).")
     labels: list[str] | None = Field(
         None, description="Class names in id order; default: the label column's ClassLabel names."
@@ -114,6 +121,20 @@ class DataSection(_Section):
         None, gt=0, description="Keep only this many training examples per class (few-shot experiments)."
     )
 
+    @property
+    def input_columns(self) -> list[str]:
+        """``input_column`` as a list."""
+        return [self.input_column] if isinstance(self.input_column, str) else list(self.input_column)
+
+    @field_validator("input_column")
+    @classmethod
+    def _one_or_two_columns(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not 1 <= len(value) <= 2:
+            raise PydanticCustomError(
+                "input_columns", "name one column, or two for sentence pairs (got {n})", {"n": len(value)}
+            )
+        return value
+
     @model_validator(mode="after")
     def _splits_defined(self) -> DataSection:
         if self.splits.test is None and self.test_fraction is None:
@@ -132,11 +153,13 @@ class TuningSection(_Section):
 
     strategy: str = Field(description=f"How to fine-tune: {', '.join(sorted(STRATEGIES))}.")
     full: full_strategy.Options = Field(
-        default_factory=full_strategy.Options, description="Options of `full`: modules kept frozen."
+        default_factory=full_strategy.Options, description="Options of `full`: modules kept frozen, learning rate."
     )
-    head: head_strategy.Options = Field(default_factory=head_strategy.Options, description="Options of `head` (none).")
+    head: head_strategy.Options = Field(
+        default_factory=head_strategy.Options, description="Options of `head`: learning rate."
+    )
     lora: lora_strategy.Options = Field(
-        default_factory=lora_strategy.Options, description="Options of `lora`: rank, alpha, targets."
+        default_factory=lora_strategy.Options, description="Options of `lora`: rank, alpha, targets, learning rate."
     )
 
     @field_validator("strategy")
@@ -149,6 +172,11 @@ class TuningSection(_Section):
     def options(self) -> BaseModel:
         """The options block of the chosen strategy."""
         return getattr(self, self.strategy)  # type: ignore[no-any-return]
+
+    def learning_rate(self, default: float) -> float:
+        """The chosen strategy's own learning rate, else ``default`` (train.learning_rate)."""
+        own: float | None = getattr(self.options(), "learning_rate", None)
+        return own if own is not None else default
 
 
 class TrainSection(_Section):
@@ -169,6 +197,11 @@ class TrainSection(_Section):
         None, gt=0, description="Also save a resumable checkpoint every N optimizer steps (one is saved every epoch)."
     )
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    class_weighting: Literal["none", "balanced"] = Field(
+        "none",
+        description="Weight the training loss by class: 'balanced' weighs each class by n_examples / "
+        "(n_classes * its count), so a rare class counts as much as a common one.",
+    )
 
     @field_validator("scheduler")
     @classmethod
@@ -253,7 +286,15 @@ def format_errors(error: ValidationError) -> list[str]:
             problems.append(f"{where}: unknown key (valid keys here: {', '.join(valid)}){hint}")
         elif e["type"] == "missing":
             problems.append(f"{where}: required key is missing")
-        elif e["type"] in ("unknown_name", "model_start", "model_type", "no_test", "no_validation", "select_metric"):
+        elif e["type"] in (
+            "unknown_name",
+            "model_start",
+            "model_type",
+            "no_test",
+            "no_validation",
+            "select_metric",
+            "input_columns",
+        ):
             problems.append(f"{where}: {e['msg']}")
         else:
             problems.append(f"{where}: {e['msg']} (got {e['input']!r})")

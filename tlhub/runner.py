@@ -15,13 +15,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from pydantic import ValidationError
 
 from tlhub import plugins
 from tlhub.checkpoint import config_from_dict, read_checkpoint_config
 from tlhub.data import Splits, load_splits, peek_features
-from tlhub.errors import RecipeError
+from tlhub.errors import DataError, RecipeError
 from tlhub.modality import Modality, check_input_types
 from tlhub.recipe import Recipe, dump_recipe, format_errors, load_recipe, validate_recipe
 from tlhub.tuning import apply_strategy, check_strategy, count_parameters
@@ -39,6 +40,7 @@ class Plan:
     source: str  # the recipe file, for messages
     modality: Modality
     checkpoint: str | None  # resolved location, None when training from scratch
+    checkpoint_origin: str | None  # where that location came from (local folder, HF cache, a package)
     config: PretrainedConfig
     features: datasets.Features
     plugin_options: Any
@@ -78,19 +80,26 @@ def plan_run(recipe: Recipe | str | Path, overrides: dict[str, Any] | list[str] 
             source, [f"model.options: plugin '{modality.name}' takes no options (got {recipe.model.options})"]
         )
 
+    columns = recipe.data.input_columns
+    if len(columns) > modality.max_input_columns:
+        raise _problems(
+            source,
+            [
+                f"data.input_column: plugin '{modality.name}' reads {modality.max_input_columns} input column(s), "
+                f"got {len(columns)} ({', '.join(columns)})"
+            ],
+        )
+    checkpoint, origin = None, None
     if recipe.model.checkpoint is not None:
-        checkpoint, config = read_checkpoint_config(recipe.model.checkpoint)
+        resolved, config = read_checkpoint_config(recipe.model.checkpoint)
+        checkpoint, origin = resolved.location, resolved.origin
     else:
-        checkpoint, config = None, config_from_dict(recipe.model.config or {})
+        config = config_from_dict(recipe.model.config or {})
     features = peek_features(recipe.data, plugins.sources())
-    check_input_types(
-        modality,
-        checkpoint or "model.config",
-        config,
-        recipe.data.input_column,
-        features[recipe.data.input_column],
-        plugins.modalities(),
-    )
+    for column in columns:
+        check_input_types(
+            modality, recipe.model.checkpoint or "model.config", config, column, features[column], plugins.modalities()
+        )
     # Strategy options that depend on the architecture (LoRA targets, frozen modules): check them on
     # a model built on the meta device, which allocates no memory.
     with torch.device("meta"):
@@ -98,19 +107,50 @@ def plan_run(recipe: Recipe | str | Path, overrides: dict[str, Any] | list[str] 
     strategy = recipe.tuning.strategy
     if problems := check_strategy(strategy, skeleton, recipe.tuning.options(), modality):
         raise _problems(source, problems)
-    return Plan(recipe, source, modality, checkpoint, config, features, plugin_options)
+    return Plan(recipe, source, modality, checkpoint, origin, config, features, plugin_options)
 
 
-def _make_collate(modality: Modality, processor: Any, config: PretrainedConfig, recipe: Recipe) -> Any:
-    encode = modality.make_encoder(processor, config)
-    column, label = recipe.data.input_column, recipe.data.label_column
+def _make_collate(plan: Plan, processor: Any) -> Any:
+    encode = plan.modality.make_encoder(processor, plan.config, plan.plugin_options)
+    columns, label = plan.recipe.data.input_columns, plan.recipe.data.label_column
+
+    def values(example: dict[str, Any]) -> Any:
+        return example[columns[0]] if len(columns) == 1 else tuple(example[c] for c in columns)
 
     def collate(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch = dict(encode([e[column] for e in examples]))
+        batch = dict(encode([values(e) for e in examples]))
         batch["labels"] = torch.tensor([e[label] for e in examples])
         return batch
 
     return collate
+
+
+def _checked_splits(plan: Plan, processor: Any) -> tuple[Splits, list[str]]:
+    """Load the splits and let the plugin check (and, by its options, clean) each one."""
+    splits = load_splits(plan.recipe.data, plugins.sources())
+    roles_of: dict[str, list[str]] = {}  # the same adaptation in several splits is said once
+    for role, split in splits.items():
+        checked, notes = plan.modality.check_data(
+            split, plan.recipe.data.input_columns, plan.config, processor, plan.plugin_options
+        )
+        if len(checked) == 0:
+            raise DataError(f"data.splits.{role}: no {role} examples are left after the plugin's checks")
+        setattr(splits, role, checked)
+        for note in notes:
+            roles_of.setdefault(note, []).append(role)
+    return splits, [f"{', '.join(roles)}: {note}" for note, roles in roles_of.items()]
+
+
+def _class_weights(labels: list[int], num_classes: int, weighting: str) -> torch.Tensor | None:
+    """Loss weights per class ('balanced': n / (classes * count), scikit-learn's definition)."""
+    if weighting == "none":
+        return None
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = np.ones(num_classes)
+    weights[present] = compute_class_weight("balanced", classes=present, y=np.asarray(labels))
+    return torch.tensor(weights, dtype=torch.float32)
 
 
 def _data_description(recipe: Recipe, splits: Splits) -> dict[str, Any]:
@@ -171,27 +211,26 @@ def run(
     )
     set_seed(r.train.seed)
 
-    with accelerator.main_process_first():
-        splits = load_splits(r.data, plugins.sources())
-        adaptations = modality.check_data(splits.train, r.data.input_column, plan.config)
-        for _, split in list(splits.items())[1:]:
-            adaptations += [
-                a for a in modality.check_data(split, r.data.input_column, plan.config) if a not in adaptations
-            ]
     processor = modality.load_processor(plan.checkpoint) if plan.checkpoint else modality.new_processor(plan.config)
-    model, surgery = build_model(modality, plan.checkpoint, plan.config, splits.labels)
+    with accelerator.main_process_first():
+        splits, adaptations = _checked_splits(plan, processor)
+    model, surgery = build_model(modality, plan.checkpoint, plan.config, splits.labels, plan.plugin_options)
     tuned = apply_strategy(r.tuning.strategy, model, r.tuning.options(), modality)
     trainable, total = count_parameters(tuned)
 
     accelerator.print(f"tlhub: {plan.source} -> {out}  ({accelerator.num_processes} process(es), {accelerator.device})")
     accelerator.print(
-        f"base: {plan.checkpoint or 'none (from scratch)'} [{plan.config.model_type}, {modality.input_type}]"
+        f"base: {r.model.checkpoint or 'none (from scratch)'} [{plan.config.model_type}, {modality.input_type}]"
+        + (f" from {plan.checkpoint_origin}" if plan.checkpoint_origin else "")
     )
     accelerator.print("data: " + "; ".join(splits.notes))
     for line in surgery.lines + [f"adapted: {a}" for a in adaptations]:
         accelerator.print(line)
     accelerator.print(f"labels: {dict(enumerate(splits.labels))}")
-    accelerator.print(f"strategy {r.tuning.strategy}: {trainable:,} trainable of {total:,} parameters")
+    accelerator.print(
+        f"strategy {r.tuning.strategy}: {trainable:,} trainable of {total:,} parameters, "
+        f"learning rate {r.tuning.learning_rate(r.train.learning_rate):g}"
+    )
 
     data_info = _data_description(r, splits)
     if accelerator.is_main_process:
@@ -212,16 +251,18 @@ def run(
 
     from tlhub.engine import fit
 
-    columns = [r.data.input_column, r.data.label_column]
+    columns = [*r.data.input_columns, r.data.label_column]
     trained, state, evaluate = fit(
         accelerator,
         tuned,
         splits.train.select_columns(columns),
         splits.validation.select_columns(columns),
-        _make_collate(modality, processor, plan.config, r),
-        r.train,
+        _make_collate(plan, processor),
+        r.train.model_copy(update={"learning_rate": r.tuning.learning_rate(r.train.learning_rate)}),
         r.eval,
         out,
+        labels=splits.labels,
+        class_weights=_class_weights(splits.train[r.data.label_column], len(splits.labels), r.train.class_weighting),
         resume=decision == "resume",
     )
     metrics = {
@@ -240,7 +281,8 @@ def run(
             CardFacts(
                 recipe=r,
                 command=command,
-                base=plan.checkpoint,
+                base=r.model.checkpoint,
+                base_origin=plan.checkpoint_origin,
                 base_provenance=base_provenance(plan.checkpoint),
                 model_type=plan.config.model_type,
                 input_type=modality.input_type,

@@ -34,8 +34,11 @@ def new_processor(config: PretrainedConfig) -> Any:
     return ViTImageProcessorPil(size={"height": size, "width": size})
 
 
-def check_data(split: datasets.Dataset, column: str, config: PretrainedConfig) -> list[str]:
+def check_data(
+    split: datasets.Dataset, columns: list[str], config: PretrainedConfig, processor: Any, options: None
+) -> tuple[datasets.Dataset, list[str]]:
     """Open every image header (cheap: no pixel decoding) to find unreadable files, modes and sizes."""
+    (column,) = columns
     raw = split.select_columns([column]).cast_column(column, datasets.Image(decode=False))
     modes: set[str] = set()
     sizes: set[tuple[int, int]] = set()
@@ -61,10 +64,12 @@ def check_data(split: datasets.Dataset, column: str, config: PretrainedConfig) -
         shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes - {target})[:5])
         more = f" and {len(sizes) - 5} other sizes" if len(sizes) > 5 else ""
         adaptations.append(f"images of {shown}{more} resized to {target[0]}x{target[1]} (the model's image size)")
-    return adaptations
+    return split, adaptations
 
 
-def make_encoder(processor: Any, config: PretrainedConfig) -> Callable[[Sequence[Any]], dict[str, torch.Tensor]]:
+def make_encoder(
+    processor: Any, config: PretrainedConfig, options: None
+) -> Callable[[Sequence[Any]], dict[str, torch.Tensor]]:
     mode = "RGB" if config.num_channels == 3 else "L"
 
     def encode(images: Sequence[PIL.Image.Image]) -> dict[str, torch.Tensor]:

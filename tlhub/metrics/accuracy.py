@@ -14,5 +14,7 @@ class Accuracy(evaluate.Metric):
             features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
         )
 
-    def _compute(self, predictions: list[int], references: list[int]) -> dict[str, float]:
+    def _compute(
+        self, predictions: list[int], references: list[int], label_names: list[str] | None = None
+    ) -> dict[str, float]:
         return {"accuracy": float(accuracy_score(references, predictions))}

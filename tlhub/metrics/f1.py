@@ -14,5 +14,7 @@ class F1(evaluate.Metric):
             features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
         )
 
-    def _compute(self, predictions: list[int], references: list[int]) -> dict[str, float]:
+    def _compute(
+        self, predictions: list[int], references: list[int], label_names: list[str] | None = None
+    ) -> dict[str, float]:
         return {"f1": float(f1_score(references, predictions, average="macro"))}

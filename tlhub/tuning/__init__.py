@@ -24,8 +24,17 @@ STRATEGIES: dict[str, ModuleType] = {"full": full, "head": head, "lora": lora}
 
 
 def apply_strategy(name: str, model: nn.Module, options: object, modality: Modality) -> nn.Module:
-    """Apply strategy ``name`` with its options; return the model to train (LoRA wraps it)."""
-    return STRATEGIES[name].apply(model, options, modality)  # type: ignore[no-any-return]
+    """Apply strategy ``name`` with its options; return the model to train (LoRA wraps it).
+
+    The plugin's fixed modules stay frozen whatever the strategy (under LoRA they are found inside
+    peft's wrappers: ``base_model.model.<name>.modules_to_save.default...``).
+    """
+    fixed = modality.fixed(model.config)
+    tuned: nn.Module = STRATEGIES[name].apply(model, options, modality)
+    for param_name, param in tuned.named_parameters():
+        if any(f".{m}." in f".{param_name}" for m in fixed):
+            param.requires_grad_(False)
+    return tuned
 
 
 def check_strategy(name: str, model: nn.Module, options: object, modality: Modality) -> list[str]:

@@ -22,6 +22,9 @@ class Options(BaseModel):
         default_factory=list,
         description="Module names (dotted prefixes) kept frozen, e.g. a convolutional feature encoder.",
     )
+    learning_rate: float | None = Field(
+        None, gt=0, description="Peak learning rate under this strategy; default: train.learning_rate."
+    )
 
 
 def check(model: nn.Module, options: Options, modality: Modality) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from tlhub.tuning.parameters import is_under
 
@@ -15,9 +15,13 @@ if TYPE_CHECKING:
 
 
 class Options(BaseModel):
-    """``head`` takes no options: the plugin names the head's modules."""
+    """The plugin names the head's modules; a head alone learns fast, so it often wants its own rate."""
 
     model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float | None = Field(
+        None, gt=0, description="Peak learning rate under this strategy; default: train.learning_rate."
+    )
 
 
 def check(model: nn.Module, options: Options, modality: Modality) -> list[str]:
@@ -26,5 +30,5 @@ def check(model: nn.Module, options: Options, modality: Modality) -> list[str]:
 
 def apply(model: nn.Module, options: Options, modality: Modality) -> nn.Module:
     for name, param in model.named_parameters():
-        param.requires_grad_(is_under(name, modality.head_modules))
+        param.requires_grad_(is_under(name, modality.head(model.config)))
     return model

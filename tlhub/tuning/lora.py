@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field
 
 from tlhub.errors import RecipeError
+from tlhub.tuning.parameters import is_under
 
 if TYPE_CHECKING:
     from torch import nn
@@ -23,13 +24,16 @@ class Options(BaseModel):
     target_modules: list[str] | None = Field(
         None, description="Module names (suffixes) that get adapters; default: the plugin's attention projections."
     )
+    learning_rate: float | None = Field(
+        None, gt=0, description="Peak learning rate under this strategy; default: train.learning_rate."
+    )
 
 
 def check(model: nn.Module, options: Options, modality: Modality) -> list[str]:
     """Problems with the options for this model (a model on the meta device will do)."""
     from torch import nn
 
-    targets = options.target_modules or list(modality.lora_targets)
+    targets = options.target_modules or list(modality.targets(model.config))
     linear_names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}
     missing = [t for t in targets if t not in linear_names]
     if not missing:
@@ -42,16 +46,20 @@ def check(model: nn.Module, options: Options, modality: Modality) -> list[str]:
 
 def apply(model: nn.Module, options: Options, modality: Modality) -> nn.Module:
     from peft import LoraConfig, get_peft_model
+    from torch import nn
 
     if problems := check(model, options, modality):
         raise RecipeError(problems)
+    head = list(modality.head(model.config))
     config = LoraConfig(
         r=options.r,
         lora_alpha=options.alpha,
         lora_dropout=options.dropout,
-        target_modules=options.target_modules or list(modality.lora_targets),
+        target_modules=options.target_modules or list(modality.targets(model.config)),
+        # The head's own layers (a pooling layer may have attention projections too) get no adapter.
+        exclude_modules=[n for n, m in model.named_modules() if isinstance(m, nn.Linear) and is_under(n, head)],
         # The new head is trained in full and saved with the adapter, so a reloaded adapter predicts
         # exactly what the trained model did.
-        modules_to_save=list(modality.head_modules),
+        modules_to_save=head,
     )
     return get_peft_model(model, config)
