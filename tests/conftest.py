@@ -69,6 +69,93 @@ def tiny_wav2vec2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# A tiny vocabulary: special tokens, the words of the tiny SMS data below, and single letters so that
+# WordPiece spells any other ASCII word; non-Latin scripts map to [UNK].
+_LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+HAM_WORDS = "see you at lunch ok thanks mum home later dinner love going now".split()
+SPAM_WORDS = "win cash prize free call claim urgent txt reply award".split()
+TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *HAM_WORDS, *SPAM_WORDS, *_LETTERS]
+TINY_VOCAB += [f"##{c}" for c in _LETTERS]
+
+
+def tiny_text_config(model_type: str, **overrides: Any) -> Any:
+    from transformers import AutoConfig
+
+    if model_type == "distilbert":
+        values: dict[str, Any] = dict(dim=32, n_layers=2, n_heads=2, hidden_dim=64)
+    else:
+        values = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    values.update(vocab_size=len(TINY_VOCAB), max_position_embeddings=64, pad_token_id=0, num_labels=3)
+    values.update(overrides)
+    return AutoConfig.for_model(model_type, **values)
+
+
+@pytest.fixture(scope="session")
+def tiny_text(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``tiny_text(model_type)``: a randomly initialised 2-layer sequence classifier (3 classes) with a
+    WordPiece tokenizer over :data:`TINY_VOCAB`, saved as a checkpoint folder (built once per type)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, BertTokenizer
+
+    built: dict[str, Path] = {}
+
+    def make(model_type: str = "bert") -> Path:
+        if model_type not in built:
+            torch.manual_seed(0)
+            path = tmp_path_factory.mktemp(f"tiny-{model_type}")
+            BertTokenizer(vocab={token: i for i, token in enumerate(TINY_VOCAB)}).save_pretrained(path)
+            config = tiny_text_config(model_type, id2label={i: f"old{i}" for i in range(3)})
+            AutoModelForSequenceClassification.from_config(config).save_pretrained(path)
+            built[model_type] = path
+        return built[model_type]
+
+    return make
+
+
+def write_sms_tsv(path: Path, rows: int = 120, seed: int = 0) -> Path:
+    """Tiny SMS-like data, ``label<TAB>text`` with no header: ham and spam use different words."""
+    import random
+
+    rng = random.Random(seed)
+    lines = []
+    for i in range(rows):
+        label = "spam" if i % 3 == 0 else "ham"
+        words = SPAM_WORDS if label == "spam" else HAM_WORDS
+        lines.append(f"{label}\t{' '.join(rng.choices(words, k=rng.randint(3, 12)))}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def sms_recipe(checkpoint: Path | str, data_file: Path, output_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """A small text recipe on :func:`write_sms_tsv` data, laid out like recipes/sms_spam_bert.yaml."""
+    recipe: dict[str, Any] = {
+        "model": {"plugin": "text", "checkpoint": str(checkpoint), "options": {"max_length": 16}},
+        "data": {
+            "source": "csv",
+            "data_files": str(data_file),
+            "load_options": {"sep": "\t", "column_names": ["label", "text"], "quoting": 3},
+            "input_column": "text",
+            "labels": ["ham", "spam"],
+            "test_fraction": 0.25,
+            "validation_fraction": 0.2,
+        },
+        "tuning": {"strategy": "full"},
+        "train": {"epochs": 10, "batch_size": 16, "learning_rate": 2e-2, "mixed_precision": "no"},
+        "eval": {"metrics": ["accuracy", "f1", "f1_per_class"], "select_metric": "f1"},
+        "output_dir": str(output_dir),
+    }
+    return _update(recipe, sections)
+
+
+def _update(recipe: dict[str, Any], sections: dict[str, Any]) -> dict[str, Any]:
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(recipe.get(key), dict):
+            recipe[key] = {**recipe[key], **value}
+        else:
+            recipe[key] = value
+    return recipe
+
+
 def digits_recipe(checkpoint: Path | str, output_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     """A small fine-tuning recipe on scikit-learn's digits; ``sections`` update its top-level sections."""
     recipe: dict[str, Any] = {
@@ -90,12 +177,7 @@ def digits_recipe(checkpoint: Path | str, output_dir: Path, **sections: dict[str
         },
         "output_dir": str(output_dir),
     }
-    for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(recipe.get(key), dict):
-            recipe[key] = {**recipe[key], **value}
-        else:
-            recipe[key] = value
-    return recipe
+    return _update(recipe, sections)
 
 
 def write_recipe(path: Path, recipe: dict[str, Any]) -> Path:
