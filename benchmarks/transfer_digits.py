@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
-import sys
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import yaml
+from report import REPORT, machine, write_section
+
+from runs import run_variant
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "digits_vit.yaml"
-OUT = REPO / "runs" / "benchmarks"
 FEW_SHOT = {"data.train_samples_per_class": 10, "train.epochs": 60}
 
 
@@ -49,32 +46,6 @@ VARIANTS: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
 ]
 
 
-def run_in_fresh_process(overrides: dict[str, Any]) -> None:
-    """One process per run: a fresh interpreter, as a user's run would be."""
-    code = f"import json, sys, tlhub; tlhub.run({str(RECIPE)!r}, overrides=json.loads(sys.argv[1]), overwrite=True)"
-    subprocess.run([sys.executable, "-c", code, json.dumps(overrides)], check=True, cwd=REPO)
-
-
-def run_variant(name: str, overrides: dict[str, Any], seed: int, reuse: bool) -> dict[str, Any]:
-    out = OUT / f"{name.replace(', ', '_').replace(' ', '-')}_seed{seed}"
-    overrides = {**overrides, "train.seed": seed, "output_dir": str(out)}
-    done = out / "run.json"
-    if not (reuse and done.is_file() and json.loads(done.read_text()).get("finished")):
-        run_in_fresh_process(overrides)
-    info = json.loads(done.read_text())
-    return {
-        "name": name,
-        "test": info["metrics"]["test"],
-        "trainable": info["trainable_parameters"],
-        "total": info["total_parameters"],
-        "epochs": len(info["history"]),
-        "best_epoch": info["best_epoch"],
-        "train_examples": info["data"]["sizes"]["train"],
-        "wall": info["wall_seconds"],
-        "overrides": {k: v for k, v in overrides.items() if k not in ("output_dir", "model.config", "train.seed")},
-    }
-
-
 def summarise(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One table row from one or more seeds: mean, and the range when there are several."""
 
@@ -97,10 +68,7 @@ def summarise(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
 def write_report(rows: list[dict[str, Any]]) -> None:
     base = json.loads((REPO / "recipes" / "checkpoints" / "vit-cifar10" / "run.json").read_text())
     lines = [
-        "# Benchmarks",
-        "",
-        f"Measured {date.today().isoformat()} by `benchmarks/transfer_digits.py` on this project's CI machine "
-        f"({os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}, bf16 autocast). "
+        f"Measured {machine()} by `benchmarks/transfer_digits.py`, bf16 autocast. "
         "Rows with 10 images per class are the mean over train seeds 0, 1, 2 (head initialisation and data "
         "order; the same 100 images), with the range in brackets; the other rows are one run (seed 0).",
         "",
@@ -144,7 +112,7 @@ def write_report(rows: list[dict[str, Any]]) -> None:
         "|---|---|---|",
     ]
     lines += [f"| {h['epoch']} | {h['train_loss']:.4f} | {h['validation_accuracy']:.4f} |" for h in base["history"]]
-    (REPO / "docs" / "benchmarks.md").write_text("\n".join(lines) + "\n")
+    write_section("transfer_digits", lines)
 
 
 def main() -> None:
@@ -154,11 +122,11 @@ def main() -> None:
     args = parser.parse_args()
     variants = VARIANTS[:2] if args.quick else VARIANTS
     rows = [
-        summarise(name, [run_variant(name, overrides, seed, args.reuse) for seed in seeds])
+        summarise(name, [run_variant(RECIPE, name, overrides, seed, args.reuse) for seed in seeds])
         for name, overrides, seeds in variants
     ]
     write_report(rows)
-    print((REPO / "docs" / "benchmarks.md").read_text())
+    print(REPORT.read_text())
 
 
 if __name__ == "__main__":
