@@ -73,7 +73,8 @@ def test_yaml_syntax_error_names_the_line(cli, tmp_path: Path) -> None:
 def test_unknown_plugin(cli, recipe_file) -> None:
     path = recipe_file(model={"plugin": "imgae"})
     assert_refused(
-        cli("validate", path), "model.plugin: 'imgae' is not a known plugin (known: image, text); did you mean 'image'?"
+        cli("validate", path),
+        "model.plugin: 'imgae' is not a known plugin (known: audio, image, text); did you mean 'image'?",
     )
 
 

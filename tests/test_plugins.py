@@ -81,15 +81,15 @@ def test_registering_twice_is_refused(fake_plugin: types.ModuleType) -> None:
 
 
 def test_a_plugin_that_fails_to_import_is_reported_by_name(monkeypatch: pytest.MonkeyPatch, cli) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setitem(plugins.failed_plugins, "audio", "ModuleNotFoundError: No module named 'torchcodec'")
+    monkeypatch.setitem(plugins.failed_plugins, "video", "ModuleNotFoundError: No module named 'decord'")
     result = cli("plugins")
-    assert "audio (not installed from a distribution): FAILED TO LOAD: ModuleNotFoundError" in result.output
-    with pytest.raises(PluginError, match="plugin 'audio' is installed but failed to load: ModuleNotFoundError"):
-        plugins.resolve_modality("audio")
+    assert "video (not installed from a distribution): FAILED TO LOAD: ModuleNotFoundError" in result.output
+    with pytest.raises(PluginError, match="plugin 'video' is installed but failed to load: ModuleNotFoundError"):
+        plugins.resolve_modality("video")
 
 
 def test_unknown_plugin_lists_the_known_ones() -> None:
-    with pytest.raises(PluginError, match=r"model.plugin: 'video' is not a known plugin \(known: image, text\)"):
+    with pytest.raises(PluginError, match=r"model.plugin: 'video' is not a known plugin \(known: audio, image, text\)"):
         plugins.resolve_modality("video")
 
 

@@ -59,7 +59,7 @@ def _check_columns(features: datasets.Features, section: DataSection) -> None:
 def peek_features(section: DataSection, sources: dict[str, Source]) -> datasets.Features:
     """The data's features (column types), read from the schema alone where the source allows it."""
     if section.source in sources:
-        dataset = sources[section.source].load()
+        dataset = sources[section.source].load(section)
         features = next(iter(dataset.values())).features
     else:
         failed = _FailedFiles()
@@ -120,7 +120,7 @@ def _parse_error(section: DataSection, exc: BaseException, files: list[str]) -> 
 
 def _load(section: DataSection, sources: dict[str, Source]) -> datasets.DatasetDict:
     if section.source in sources:
-        return sources[section.source].load()
+        return sources[section.source].load(section)
     failed = _FailedFiles()
     try:
         with _logging_to(failed):
@@ -230,6 +230,8 @@ def load_splits(section: DataSection, sources: dict[str, Source]) -> Splits:
         train = _subset_per_class(train, section.label_column, section.train_samples_per_class, section.split_seed)
         notes.append(f"train: {section.train_samples_per_class} examples per class kept (seed {section.split_seed})")
     notes.insert(0, f"train: {len(train)} examples")
+    if description := dataset[section.splits.train].info.description:
+        notes.insert(0, f"source data: {description}")  # how a plugin's source made the data
     splits = Splits(train=train, validation=chosen["validation"], test=chosen["test"], labels=labels, notes=notes)
     for role, split in splits.items():
         if len(split) == 0:

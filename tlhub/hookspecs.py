@@ -46,8 +46,9 @@ def register_sources(register: Callable[[Source], None]) -> None:  # type: ignor
     When: once, the first time tlhub resolves a ``data.source`` or lists plugins.
 
     Arguments: ``register``, a callback taking one :class:`tlhub.Source` (a name, a description and a
-    function returning a ``datasets.DatasetDict``). A registered name wins over a ``datasets`` path of
-    the same spelling.
+    function ``load(data)`` returning a ``datasets.DatasetDict``, given the recipe's ``data`` section for
+    its ``data_files`` and ``load_options``). A registered name wins over a ``datasets`` path of the same
+    spelling.
 
     Returns: nothing; every plugin's implementation is called.
     """

@@ -55,8 +55,9 @@ class Modality:
         new_processor: ``config -> processor`` for a model trained from scratch.
         check_data: ``(split, columns, config, processor, options) -> (split, notes)``: checks the examples
             (raising ``DataError`` naming the bad file or row), may drop examples the plugin's options
-            say to drop, and returns the split with one sentence per adaptation (grayscale to RGB,
-            resampling, truncation, dropped rows), written to the model card.
+            say to drop or prepare them once for its encoder (audio: decoded and resampled), and
+            returns the split with one sentence per adaptation (grayscale to RGB, resampling,
+            truncation, dropped rows), written to the model card.
         make_encoder: ``(processor, config, options) -> encode`` where ``encode(values)`` turns a list
             of raw column values (tuples when a recipe names several input columns) into the model's
             input tensors, one call per batch.

@@ -120,7 +120,7 @@ def register_sources(register: Callable[[tlhub.Source], None]) -> None:
     register(
         tlhub.Source(
             name="sklearn_digits",
-            load=load_digits,
+            load=lambda data: load_digits(),  # takes no data_files or load_options
             description="scikit-learn's 1,797 real 8x8 grayscale handwritten digits, classes 0-9, one 'train' split",
         )
     )
