@@ -47,26 +47,100 @@ def tiny_vit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_wav2vec2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised tiny wav2vec2 audio classifier saved as a checkpoint folder."""
-    from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
+def tiny_audio_config(model_type: str, **overrides: Any) -> Any:
+    from transformers import AutoConfig
 
-    path = tmp_path_factory.mktemp("tiny-wav2vec2")
-    config = Wav2Vec2Config(
+    values: dict[str, Any] = dict(
         hidden_size=16,
         num_hidden_layers=1,
         num_attention_heads=2,
         intermediate_size=32,
         conv_dim=(8, 8),
-        conv_stride=(5, 2),
-        conv_kernel=(10, 3),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 4),
         num_conv_pos_embeddings=8,
         num_conv_pos_embedding_groups=2,
+        classifier_proj_size=8,
+        mask_time_prob=0.0,
         num_labels=2,
     )
-    Wav2Vec2ForSequenceClassification(config).save_pretrained(path)
+    values.update(overrides)
+    return AutoConfig.for_model(model_type, **values)
+
+
+@pytest.fixture(scope="session")
+def tiny_audio(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``tiny_audio(model_type, norm)``: a randomly initialised tiny audio classifier of the wav2vec2 family
+    (2 classes) with its feature extractor (16 kHz), saved as a checkpoint folder (built once each)."""
+    import torch
+    from transformers import AutoModelForAudioClassification, Wav2Vec2FeatureExtractor
+
+    built: dict[tuple[str, str], Path] = {}
+
+    def make(model_type: str = "wav2vec2", norm: str = "layer") -> Path:
+        if (model_type, norm) not in built:
+            torch.manual_seed(0)
+            path = tmp_path_factory.mktemp(f"tiny-{model_type}-{norm}")
+            config = tiny_audio_config(model_type, feat_extract_norm=norm, id2label={0: "old0", 1: "old1"})
+            AutoModelForAudioClassification.from_config(config).save_pretrained(path)
+            Wav2Vec2FeatureExtractor(sampling_rate=16000, return_attention_mask=norm == "layer").save_pretrained(path)
+            built[model_type, norm] = path
+        return built[model_type, norm]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_wav2vec2(tiny_audio: Any) -> Path:
+    return tiny_audio("wav2vec2")  # type: ignore[no-any-return]
+
+
+def write_wav(path: Path, samples: Any, rate: int = 8000) -> Path:
+    """A 16-bit WAV of ``samples`` in [-1, 1] (channels x samples for several channels)."""
+    import wave
+
+    import numpy as np
+
+    data = np.atleast_2d(np.asarray(samples, dtype=np.float32))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(data.shape[0])
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(data.T, -1, 1) * 32767).astype("<i2").tobytes())
     return path
+
+
+def write_tones(folder: Path, per_class: int = 24, rate: int = 8000, seed: int = 0) -> Path:
+    """Tiny spoken-digit-like data: ``low_N.wav`` (300 Hz) and ``high_N.wav`` (1,500 Hz) tones of 0.2-0.6 s."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for label, hz in (("low", 300), ("high", 1500)):
+        for i in range(per_class):
+            t = np.arange(int(rate * rng.uniform(0.2, 0.6))) / rate
+            tone = 0.5 * np.sin(2 * np.pi * hz * rng.uniform(0.9, 1.1) * t) + 0.02 * rng.standard_normal(t.size)
+            write_wav(folder / f"{label}_{i}.wav", tone, rate)
+    return folder
+
+
+def tones_recipe(checkpoint: Path | str, folder: Path, output_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """A small audio recipe on :func:`write_tones` data, laid out like recipes/spoken_digits_wav2vec2.yaml."""
+    recipe: dict[str, Any] = {
+        "model": {"plugin": "audio", "checkpoint": str(checkpoint), "options": {"max_seconds": 0.5}},
+        "data": {
+            "source": "audio_files",
+            "data_files": {"train": str(folder / "*.wav")},
+            "load_options": {"label_pattern": "^(low|high)_"},
+            "input_column": "audio",
+            "test_fraction": 0.25,
+            "validation_fraction": 0.2,
+        },
+        "tuning": {"strategy": "full"},
+        "train": {"epochs": 6, "batch_size": 8, "learning_rate": 1e-2, "mixed_precision": "no"},
+        "output_dir": str(output_dir),
+    }
+    return _update(recipe, sections)
 
 
 # A tiny vocabulary: special tokens, the words of the tiny SMS data below, and single letters so that

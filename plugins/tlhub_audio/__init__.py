@@ -1,0 +1,192 @@
+"""tlhub's audio plugin: wav2vec2-family audio classifiers (wav2vec2, HuBERT, WavLM), and audio sources.
+
+Registered through the ``tlhub`` entry-point group exactly as a third-party plugin would be (see
+``pyproject.toml``). Sources: ``audio_files`` (any folder of audio files, labels read from the file
+names) and ``espeak_words`` (a spoken-word corpus synthesised with espeak-ng, for supervised pretraining).
+
+Decoding: the ``datasets`` ``Audio`` feature's own decoder, torchcodec (FFmpeg), one file at a time so
+that a file that does not decode is named. Every clip is mixed down to mono and resampled with torchaudio
+to the feature extractor's rate, once, before training (``check_data``); batches are padded per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import datasets
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor
+
+import tlhub
+from tlhub.errors import DataError
+from tlhub_audio.espeak import load_espeak_words
+from tlhub_audio.files import load_audio_files
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
+
+SILENCE = 1e-4  # peak amplitude below which a clip counts as silent (-80 dBFS)
+
+
+class Options(BaseModel):
+    """``model.options`` of the audio plugin."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_seconds: float = Field(
+        2.0, gt=0, description="Longest clip fed to the model; longer clips are cropped (and counted)."
+    )
+    bad_audio: Literal["fail", "skip"] = Field(
+        "fail",
+        description="A file that does not decode, or an empty or silent clip: stop naming it, or skip it and count.",
+    )
+
+
+def load_processor(checkpoint: str) -> Any:
+    return AutoFeatureExtractor.from_pretrained(checkpoint)
+
+
+def new_processor(config: PretrainedConfig) -> Any:
+    # Models whose feature encoder normalises per layer read padded batches exactly (with the mask);
+    # group-norm ones are trained without a mask, as transformers documents for wav2vec2-base.
+    return Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=16000,
+        padding_value=0.0,
+        do_normalize=True,
+        return_attention_mask=config.feat_extract_norm == "layer",
+    )
+
+
+def _decode(item: dict[str, Any]) -> tuple[torch.Tensor, int]:
+    """``(channels x samples, rate)`` of one undecoded ``Audio`` value (a path and/or bytes)."""
+    from torchcodec.decoders import AudioDecoder
+
+    decoder = AudioDecoder(item["bytes"] if item.get("bytes") else item["path"])
+    try:
+        samples = decoder.get_all_samples()
+    except RuntimeError as exc:
+        if "No audio frames were decoded" in str(exc):  # torchcodec's word for a file with zero samples
+            return torch.zeros(1, 0), decoder.metadata.sample_rate or 0
+        raise
+    return samples.data, samples.sample_rate
+
+
+def check_data(
+    split: datasets.Dataset,
+    columns: list[str],
+    config: PretrainedConfig,
+    processor: Any,
+    options: Options,
+) -> tuple[datasets.Dataset, list[str]]:
+    """Decode every clip once: refuse (or skip) what does not decode or is silent, mix down to mono,
+    resample to the extractor's rate, crop to ``max_seconds``. The column then holds float arrays."""
+    import torchaudio.functional
+
+    (column,) = columns
+    rate = processor.sampling_rate
+    raw = split.cast_column(column, datasets.Audio(decode=False))
+    arrays: list[np.ndarray] = []
+    keep: list[int] = []
+    skipped: list[str] = []
+    rates: set[int] = set()
+    stereo = cropped = 0
+    limit = int(options.max_seconds * rate)
+    for index, item in enumerate(raw[column]):
+        where = item.get("path") or f"example {index} (embedded bytes)"
+        try:
+            waveform, source_rate = _decode(item)
+        except Exception as exc:
+            problem = f"audio file '{where}' cannot be decoded ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+            if options.bad_audio == "fail":
+                raise DataError(f"data: {problem}; set model.options.bad_audio: skip to skip such files") from None
+            skipped.append(problem)
+            continue
+        if waveform.numel() == 0 or waveform.abs().max() < SILENCE:
+            problem = f"audio file '{where}' is {'empty' if waveform.numel() == 0 else 'silent'}"
+            if options.bad_audio == "fail":
+                raise DataError(f"data: {problem}; set model.options.bad_audio: skip to skip such clips")
+            skipped.append(problem)
+            continue
+        if waveform.shape[0] > 1:
+            stereo += 1
+            waveform = waveform.mean(dim=0, keepdim=True)
+        if source_rate != rate:
+            rates.add(source_rate)
+            waveform = torchaudio.functional.resample(waveform, source_rate, rate)
+        if waveform.shape[1] > limit:
+            cropped += 1
+            waveform = waveform[:, :limit]
+        arrays.append(waveform[0].numpy().astype(np.float32))
+        keep.append(index)
+
+    notes = []
+    if skipped:
+        notes.append(f"{len(skipped)} clips skipped (model.options.bad_audio: skip), first: {skipped[0]}")
+    if stereo:
+        notes.append(f"{stereo} multi-channel clips mixed down to mono")
+    if rates:
+        notes.append(f"clips at {', '.join(f'{r} Hz' for r in sorted(rates))} resampled to {rate} Hz (torchaudio)")
+    if cropped:
+        notes.append(f"{cropped} clips longer than model.options.max_seconds {options.max_seconds} s cropped")
+    prepared = split.select(keep).remove_columns(column)
+    feature = datasets.Sequence(datasets.Value("float32"))
+    return prepared.add_column(column, arrays, feature=feature), notes  # type: ignore[arg-type]
+
+
+def make_encoder(
+    processor: Any, config: PretrainedConfig, options: Options
+) -> Callable[[Sequence[Any]], dict[str, torch.Tensor]]:
+    def encode(clips: Sequence[Any]) -> dict[str, torch.Tensor]:
+        # Padded to the longest clip of the batch; the mask (for extractors that return one) lets the
+        # model pool over the real frames only.
+        arrays = [np.asarray(clip, dtype=np.float32) for clip in clips]
+        return dict(processor(arrays, sampling_rate=processor.sampling_rate, padding=True, return_tensors="pt"))
+
+    return encode
+
+
+@tlhub.hookimpl
+def register_modalities(register: Callable[[tlhub.Modality], None]) -> None:
+    register(
+        tlhub.Modality(
+            name="audio",
+            input_type="audio",
+            model_types=("wav2vec2", "hubert", "wavlm"),
+            auto_model=AutoModelForAudioClassification,
+            pipeline_task="audio-classification",
+            # The frame projection and the classifier; the model mean-pools the projected frames in between.
+            head_modules=("projector", "classifier"),
+            # transformers 5 names the transformer's attention projections q/k/v/out_proj in all three.
+            lora_targets=("q_proj", "v_proj"),
+            load_processor=load_processor,
+            new_processor=new_processor,
+            check_data=check_data,
+            make_encoder=make_encoder,
+            options=Options,
+            description="wav2vec2, HuBERT and WavLM audio classifiers (transformers AutoModelForAudioClassification)",
+        )
+    )
+
+
+@tlhub.hookimpl
+def register_sources(register: Callable[[tlhub.Source], None]) -> None:
+    register(
+        tlhub.Source(
+            name="audio_files",
+            load=load_audio_files,
+            description="audio files matched by data.data_files (globs per split), labels from the file names "
+            "(data.load_options.label_pattern) or their folders",
+        )
+    )
+    register(
+        tlhub.Source(
+            name="espeak_words",
+            load=load_espeak_words,
+            description="English words (no digit names) spoken by espeak-ng in many voices, speeds and pitches; "
+            "synthesised once into a cache folder (needs the espeak-ng program)",
+        )
+    )
