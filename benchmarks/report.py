@@ -13,9 +13,11 @@ REPORT = REPO / "docs" / "benchmarks.md"
 
 def machine() -> str:
     """Where the figures were measured, for a section's first line."""
+    threads = os.environ.get("OMP_NUM_THREADS")
+    limited = f", OMP_NUM_THREADS={threads} per run" if threads else ""
     return (
         f"{date.today().isoformat()} on this project's CI machine ({os.cpu_count()} CPU cores, no GPU, "
-        f"Python {platform.python_version()})"
+        f"Python {platform.python_version()}{limited})"
     )
 
 

