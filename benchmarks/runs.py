@@ -37,3 +37,22 @@ def run_variant(recipe: Path, name: str, overrides: dict[str, Any], seed: int, r
         "wall": info["wall_seconds"],
         "overrides": {k: v for k, v in overrides.items() if k not in ("output_dir", "model.config", "train.seed")},
     }
+
+
+def summarise(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One table row from one or more seeds: mean, and the range when there are several."""
+
+    def stat(values: list[float]) -> str:
+        mean = sum(values) / len(values)
+        return f"{mean:.4f}" if len(values) == 1 else f"{mean:.4f} ({min(values):.4f}-{max(values):.4f})"
+
+    first = runs[0]
+    return {
+        **first,
+        "name": name,
+        "seeds": len(runs),
+        "accuracy": stat([r["test"]["accuracy"] for r in runs]),
+        "f1": stat([r["test"]["f1"] for r in runs]),
+        "wall": sum(r["wall"] for r in runs) / len(runs),
+        "epochs": "/".join(str(r["best_epoch"]) for r in runs) + f" of {first['epochs']}",  # best of all
+    }

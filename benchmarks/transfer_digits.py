@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from report import REPORT, machine, write_section
 
-from runs import run_variant
+from runs import run_variant, summarise
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "digits_vit.yaml"
@@ -44,25 +44,6 @@ VARIANTS: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
     ("10 per class, full, from scratch", {**FEW_SHOT, **scratch()}, FEW_SHOT_SEEDS),
     ("10 per class, head, pretrained", {**FEW_SHOT, **HEAD}, FEW_SHOT_SEEDS),
 ]
-
-
-def summarise(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """One table row from one or more seeds: mean, and the range when there are several."""
-
-    def stat(values: list[float]) -> str:
-        mean = sum(values) / len(values)
-        return f"{mean:.4f}" if len(values) == 1 else f"{mean:.4f} ({min(values):.4f}-{max(values):.4f})"
-
-    first = runs[0]
-    return {
-        **first,
-        "name": name,
-        "seeds": len(runs),
-        "accuracy": stat([r["test"]["accuracy"] for r in runs]),
-        "f1": stat([r["test"]["f1"] for r in runs]),
-        "wall": sum(r["wall"] for r in runs) / len(runs),
-        "epochs": "/".join(str(r["best_epoch"]) for r in runs) + f" of {first['epochs']}",
-    }
 
 
 def write_report(rows: list[dict[str, Any]]) -> None:
