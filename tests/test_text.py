@@ -293,6 +293,15 @@ def test_text_the_vocabulary_does_not_cover_is_refused(cli, text_recipe, tmp_pat
     )
 
 
+def test_unknown_tokens_can_be_a_warning_in_the_card(text_recipe, tiny_text: Any) -> None:
+    greek = [f"{'spam' if i % 2 else 'ham'}\tκέρδισε μετρητά {'ab'[i % 2]}" for i in range(40)]
+    options = {"max_length": 16, "unknown_tokens": "warn"}
+    model = {"plugin": "text", "checkpoint": str(tiny_text("bert")), "options": options}
+    result = tlhub.run(text_recipe(greek, model=model, train={"epochs": 1}))
+    card = (result.output_dir / "README.md").read_text()
+    assert "WARNING: " in card and "are the tokenizer's unknown token '[UNK]'" in card
+
+
 def test_non_string_values_in_the_text_column(cli, text_recipe, tmp_path: Path) -> None:
     numbers = [f"{'spam' if i % 2 else 'ham'}\t{i}" for i in range(40)]
     assert_refused(

@@ -164,8 +164,8 @@ def extend_model(model: PreTrainedModel, options: Options) -> list[str]:
     return [
         f"{family.layers}.{index}: added, a fixed mean-pooling layer (uniform attention over the non-padding "
         "tokens, no feed-forward): the head "
-        f"({', '.join(family.head)}) reads LayerNorm(mean of the last layer's token vectors), "
-        "the sentence embedding sentence encoders are trained to produce"
+        f"({', '.join(family.head)}) reads LayerNorm(mean of the last layer's token vectors): the sentence "
+        "embedding that sentence encoders such as all-MiniLM-L6-v2 are trained to produce"
     ]
 
 
