@@ -56,3 +56,13 @@ def summarise(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "wall": sum(r["wall"] for r in runs) / len(runs),
         "epochs": "/".join(str(r["best_epoch"]) for r in runs) + f" of {first['epochs']}",  # best of all
     }
+
+
+def run_all(
+    recipe: Path, variants: list[tuple[str, dict[str, Any], tuple[int, ...]]], reuse: bool
+) -> list[dict[str, Any]]:
+    """One summarised row per ``(name, overrides, seeds)`` variant."""
+    return [
+        summarise(name, [run_variant(recipe, name, overrides, seed, reuse) for seed in seeds])
+        for name, overrides, seeds in variants
+    ]

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from report import REPORT, machine, write_section
 
-from runs import run_variant, summarise
+from runs import run_all
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "digits_vit.yaml"
@@ -102,11 +102,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep finished runs in runs/benchmarks; run the rest")
     args = parser.parse_args()
     variants = VARIANTS[:2] if args.quick else VARIANTS
-    rows = [
-        summarise(name, [run_variant(RECIPE, name, overrides, seed, args.reuse) for seed in seeds])
-        for name, overrides, seeds in variants
-    ]
-    write_report(rows)
+    write_report(run_all(RECIPE, variants, args.reuse))
     print(REPORT.read_text())
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from report import REPORT, machine, write_section
 
-from runs import run_variant, summarise
+from runs import run_all
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "spoken_digits_wav2vec2.yaml"
@@ -88,11 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reuse", action="store_true", help="keep finished runs in runs/benchmarks; run the rest")
     args = parser.parse_args()
-    rows = [
-        summarise(name, [run_variant(RECIPE, name, overrides, seed, args.reuse) for seed in seeds])
-        for name, overrides, seeds in VARIANTS
-    ]
-    write_report(rows)
+    write_report(run_all(RECIPE, VARIANTS, args.reuse))
     print(REPORT.read_text())
 
 
