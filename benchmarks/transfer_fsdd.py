@@ -36,10 +36,10 @@ SEEDS = (0, 1, 2)  # 50 training recordings: the seed (head initialisation, data
 VARIANTS: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
     ("fsdd full split, full, pretrained", {}, (0,)),
     ("fsdd full split, full, from scratch", scratch(), (0,)),
-    ("fsdd full split, head, pretrained", {"tuning.strategy": "head"}, (0,)),
-    ("fsdd full split, lora, pretrained", {"tuning.strategy": "lora"}, (0,)),
     ("fsdd 5 per digit, full, pretrained", FEW_SHOT, SEEDS),
     ("fsdd 5 per digit, full, from scratch", {**FEW_SHOT, **scratch()}, SEEDS),
+    ("fsdd full split, head, pretrained", {"tuning.strategy": "head"}, (0,)),
+    ("fsdd full split, lora, pretrained", {"tuning.strategy": "lora"}, (0,)),
 ]
 
 
