@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field
 
 from tlhub.errors import RecipeError
-from tlhub.tuning.parameters import is_under
+from tlhub.tuning.parameters import LearningRate, is_under
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,9 +22,7 @@ class Options(BaseModel):
         default_factory=list,
         description="Module names (dotted prefixes) kept frozen, e.g. a convolutional feature encoder.",
     )
-    learning_rate: float | None = Field(
-        None, gt=0, description="Peak learning rate under this strategy; default: train.learning_rate."
-    )
+    learning_rate: LearningRate = None
 
 
 def check(model: nn.Module, options: Options, modality: Modality) -> list[str]:

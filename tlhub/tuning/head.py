@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-from tlhub.tuning.parameters import is_under
+from tlhub.tuning.parameters import LearningRate, is_under
 
 if TYPE_CHECKING:
     from torch import nn
@@ -19,9 +19,7 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    learning_rate: float | None = Field(
-        None, gt=0, description="Peak learning rate under this strategy; default: train.learning_rate."
-    )
+    learning_rate: LearningRate = None
 
 
 def check(model: nn.Module, options: Options, modality: Modality) -> list[str]:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import Field
 
 if TYPE_CHECKING:
     from torch import nn
+
+# Every strategy's options block may set its own peak learning rate (a head alone takes larger steps).
+LearningRate = Annotated[
+    float | None, Field(gt=0, description="Peak learning rate under this strategy; default: train.learning_rate.")
+]
 
 
 def is_under(name: str, modules: tuple[str, ...] | list[str]) -> bool:
