@@ -1,7 +1,7 @@
-"""Does the espeak-ng word pretraining pay off on real spoken digits? And what do head / full / lora give?
+"""Does the espeak-ng word pretraining pay off on real spoken digits, on the full split and with 5 per digit?
 
 Runs recipes/spoken_digits_wav2vec2.yaml in several variants with tlhub's Python API and writes the
-figures to docs/benchmarks.md. About 40 minutes on a 2-core CPU.
+figures to docs/benchmarks.md. About 30 minutes on a 2-core CPU.
 
     .venv/bin/python benchmarks/transfer_fsdd.py            # all variants
     .venv/bin/python benchmarks/transfer_fsdd.py --reuse    # keep finished runs in runs/benchmarks
@@ -38,9 +38,10 @@ VARIANTS: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
     ("fsdd full split, full, from scratch", scratch(), (0,)),
     ("fsdd 5 per digit, full, pretrained", FEW_SHOT, SEEDS),
     ("fsdd 5 per digit, full, from scratch", {**FEW_SHOT, **scratch()}, SEEDS),
-    ("fsdd full split, head, pretrained", {"tuning.strategy": "head"}, (0,)),
-    ("fsdd full split, lora, pretrained", {"tuning.strategy": "lora"}, (0,)),
 ]
+# Not measured on FSDD yet (head and lora are tested on tiny models in tests/test_audio.py):
+#   ("fsdd full split, head, pretrained", {"tuning.strategy": "head"}, (0,)),
+#   ("fsdd full split, lora, pretrained", {"tuning.strategy": "lora"}, (0,)),
 
 
 def write_report(rows: list[dict[str, Any]]) -> None:
