@@ -6,6 +6,7 @@ import os
 import platform
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 REPORT = REPO / "docs" / "benchmarks.md"
@@ -19,6 +20,21 @@ def machine() -> str:
         f"{date.today().isoformat()} on this project's CI machine ({os.cpu_count()} CPU cores, no GPU, "
         f"Python {platform.python_version()}{limited})"
     )
+
+
+def results_table(rows: list[dict[str, Any]], examples: str) -> list[str]:
+    """The accuracy table of summarised rows (``runs.summarise``); ``examples`` names the training units."""
+    lines = [
+        f"| variant | train {examples} | test accuracy | test macro F1 | trainable / total params | best epoch "
+        "| wall (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['name']} | {r['train_examples']} | {r['accuracy']} | {r['f1']} | "
+        f"{r['trainable']:,} / {r['total']:,} | {r['epochs']} | {r['wall']:.0f} |"
+        for r in rows
+    ]
+    return lines
 
 
 def write_section(name: str, lines: list[str]) -> None:

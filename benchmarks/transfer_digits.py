@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from report import REPORT, machine, write_section
+from report import REPORT, machine, results_table, write_section
 
 from runs import run_all
 
@@ -60,14 +60,8 @@ def write_report(rows: list[dict[str, Any]]) -> None:
         f"test accuracy {base['metrics']['test']['accuracy']:.4f}) or from random values. Same stratified split "
         "(1,293 train / 144 validation / 360 test), best epoch picked on validation, test reported.",
         "",
-        "| variant | train images | test accuracy | test macro F1 | trainable / total params | best epoch | wall (s) |",
-        "|---|---|---|---|---|---|---|",
+        *results_table(rows, "images"),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['name']} | {r['train_examples']} | {r['accuracy']} | {r['f1']} | "
-            f"{r['trainable']:,} / {r['total']:,} | {r['epochs']} | {r['wall']:.0f} |"
-        )
     lines += [
         "",
         "Wall time is the whole `tlhub.run` call (data, model, training, evaluation, saving), without Python start-up.",

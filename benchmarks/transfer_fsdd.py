@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from report import REPORT, machine, write_section
+from report import REPORT, machine, results_table, write_section
 
 from runs import run_all
 
@@ -57,14 +57,8 @@ def write_report(rows: list[dict[str, Any]]) -> None:
         "Rows with 5 recordings per digit are the mean over train seeds 0, 1, 2 (which 50 recordings, head "
         "initialisation, data order), range in brackets.",
         "",
-        "| variant | train clips | test accuracy | test macro F1 | trainable / total params | best epoch | wall (s) |",
-        "|---|---|---|---|---|---|---|",
+        *results_table(rows, "clips"),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['name']} | {r['train_examples']} | {r['accuracy']} | {r['f1']} | "
-            f"{r['trainable']:,} / {r['total']:,} | {r['epochs']} | {r['wall']:.0f} |"
-        )
     lines += [
         "",
         "`full` trains the convolutional feature encoder too (`tuning.full.freeze: []` in the recipe; keeping it "
