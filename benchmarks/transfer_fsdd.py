@@ -16,7 +16,6 @@ from typing import Any
 
 import yaml
 from report import REPORT, machine, results_table, write_section
-
 from runs import run_all
 
 REPO = Path(__file__).resolve().parent.parent

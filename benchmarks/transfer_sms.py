@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from report import REPORT, machine, write_section
-
 from runs import run_variant
 
 REPO = Path(__file__).resolve().parent.parent

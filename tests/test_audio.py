@@ -126,11 +126,11 @@ def test_other_wav2vec2_families(tiny_audio: Any, tones: Path, tmp_path: Path, m
 
 def test_padded_batches_give_the_unpadded_logits(tiny_audio: Any) -> None:
     """With a layer-norm feature encoder and the attention mask, padding changes nothing."""
-    from tlhub_audio import Options, make_encoder, new_processor
+    from tlhub_audio import make_encoder, new_processor
     from transformers import AutoModelForAudioClassification
 
     model = AutoModelForAudioClassification.from_pretrained(tiny_audio()).eval()
-    encode = make_encoder(new_processor(model.config), model.config, Options())
+    encode = make_encoder(processor=new_processor(config=model.config))
     short, long = clips(0.2)[0], clips(0.5)[1]
     with torch.no_grad():
         alone = model(**encode([short])).logits

@@ -33,10 +33,10 @@ def fake_plugin() -> Iterator[types.ModuleType]:
                 pipeline_task="text-classification",
                 head_modules=("classifier",),
                 lora_targets=("query",),
-                load_processor=str,
-                new_processor=str,
-                check_data=lambda split, *a: (split, []),
-                make_encoder=lambda *a: str,
+                load_processor=lambda checkpoint: checkpoint,
+                new_processor=lambda config: config,
+                check_data=lambda split: (split, []),
+                make_encoder=lambda processor: processor,
             )
         )
 
@@ -69,15 +69,40 @@ def test_a_registered_plugin_adds_its_modality(fake_plugin: types.ModuleType) ->
     assert modalities["faketext"].input_type == "text"
 
 
-def test_registering_twice_is_refused(fake_plugin: types.ModuleType) -> None:
+def test_a_name_registered_twice_is_an_error_of_the_second_plugin_only(fake_plugin: types.ModuleType) -> None:
     clone = types.ModuleType("clone")
     clone.register_modalities = fake_plugin.register_modalities  # type: ignore[attr-defined]
     plugins.pm.register(clone, name="clone")
     try:
-        with pytest.raises(PluginError, match="modality 'faketext' is registered twice"):
-            plugins.modalities()
+        infos = {i.name: i for i in plugins.plugin_infos()}
+        assert (
+            infos["clone"].error == "register_modalities: modality 'faketext' is also registered by plugin 'fake_text'"
+        )
+        assert infos["fake_text"].error is None and infos["image"].error is None
+        with pytest.raises(
+            PluginError, match=r"modality 'faketext' is registered by several plugins \(fake_text, clone\)"
+        ):
+            plugins.resolve_modality("faketext")
+        assert plugins.resolve_modality("image").name == "image"
     finally:
         plugins.pm.unregister(name="clone")
+
+
+def test_a_hook_that_raises_is_reported_under_its_plugin(fake_plugin: types.ModuleType) -> None:
+    broken = types.ModuleType("broken")
+
+    @tlhub.hookimpl
+    def register_sources(register):  # type: ignore[no-untyped-def]
+        raise KeyError("oops")
+
+    broken.register_sources = register_sources  # type: ignore[attr-defined]
+    plugins.pm.register(broken, name="broken")
+    try:
+        infos = {i.name: i for i in plugins.plugin_infos()}
+        assert infos["broken"].error == "register_sources raised KeyError: 'oops'"
+        assert "sklearn_digits" in plugins.sources() and "faketext" in plugins.modalities()
+    finally:
+        plugins.pm.unregister(name="broken")
 
 
 def test_a_plugin_that_fails_to_import_is_reported_by_name(monkeypatch: pytest.MonkeyPatch, cli) -> None:  # type: ignore[no-untyped-def]
@@ -114,3 +139,72 @@ def test_every_hook_is_documented_with_its_signature() -> None:
         assert re.search(rf"^### `{re.escape(signature)}`", docs, re.M), (
             f"docs/plugins.md lacks a section for {signature}"
         )
+
+
+BROKEN_PACKAGES = {
+    # entry-point name -> module source: three ways a third-party plugin can be broken
+    "raises": (
+        "import tlhub\n\n@tlhub.hookimpl\ndef register_modalities(register):\n    raise RuntimeError('no GPU driver')\n"
+    ),
+    "odd_type": (
+        "import tlhub\nfrom tlhub_image import check_data, load_processor, make_encoder, new_processor\n\n"
+        "@tlhub.hookimpl\ndef register_modalities(register):\n"
+        "    register(tlhub.Modality(name='tabular', input_type='table', model_types=('vit',), auto_model='x',\n"
+        "        pipeline_task='x', head_modules=('classifier',), lora_targets=('q_proj',),\n"
+        "        load_processor=load_processor, new_processor=new_processor, check_data=check_data,\n"
+        "        make_encoder=make_encoder))\n"
+    ),
+    "copycat": "from tlhub_image import register_modalities  # registers 'image' again\n",
+}
+
+
+def install_fake_packages(root: Path) -> dict[str, str]:
+    """Each of BROKEN_PACKAGES as an installed distribution (module + dist-info with a tlhub entry point);
+    returns the environment that sees them."""
+    import os
+
+    root.mkdir()
+    for name, code in BROKEN_PACKAGES.items():
+        (root / f"tlhub_fake_{name}.py").write_text(code)
+        info = root / f"tlhub_fake_{name}-0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: tlhub-fake-{name}\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text(f"[tlhub]\n{name} = tlhub_fake_{name}\n")
+    return {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
+
+
+def test_broken_plugin_packages_are_listed_with_their_errors_and_others_still_run(
+    tmp_path: Path, tiny_vit: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import digits_recipe, write_recipe
+
+    env = install_fake_packages(tmp_path / "site")
+    tlhub_cli = [sys.executable, "-m", "tlhub"]
+    listed = subprocess.run([*tlhub_cli, "plugins", "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert rows["raises"]["error"] == "register_modalities raised RuntimeError: no GPU driver"
+    assert rows["raises"]["distribution"] == "tlhub-fake-raises"
+    assert "input type 'table' (known: image, audio, text)" in rows["odd_type"]["error"]
+    assert rows["copycat"]["error"] == "register_modalities: modality 'image' is also registered by plugin 'image'"
+    assert rows["text"]["error"] is None and rows["audio"]["error"] is None
+
+    text = subprocess.run([*tlhub_cli, "plugins"], env=env, capture_output=True, text=True, timeout=120)
+    assert "raises (tlhub-fake-raises 0.1): FAILED TO LOAD: register_modalities raised RuntimeError" in text.stdout
+
+    # The image modality is ambiguous now (two plugins register it): its recipes stop with one line ...
+    recipe = write_recipe(tmp_path / "r.yaml", digits_recipe(tiny_vit, tmp_path / "out"))
+    refused = subprocess.run(
+        [*tlhub_cli, "validate", str(recipe)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "modality 'image' is registered by several plugins (image, copycat)" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    # ... while without the copycat, the other broken packages leave image recipes running.
+    env["TLHUB_LOAD_PLUGINS"] = "image,raises,odd_type"
+    ran = subprocess.run([*tlhub_cli, "run", str(recipe)], env=env, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert (tmp_path / "out" / "metrics.json").is_file()

@@ -35,7 +35,7 @@ def predict(model: torch.nn.Module, processor: Any, recipe: Recipe) -> torch.Ten
     """Class predictions of ``model`` on the recipe's test split, through the plugin's own encoder."""
     image = modalities()["image"]
     split = splits_of(recipe).test
-    encode = image.make_encoder(processor, model.config, None)
+    encode = image.call("make_encoder", processor=processor, config=model.config)
     model.eval()
     with torch.no_grad():
         logits = model(**encode(split[recipe.data.input_column])).logits

@@ -87,7 +87,8 @@ def test_mean_pooling_reads_the_masked_mean_of_the_token_vectors(tiny_text: Any)
 
     checkpoint = tiny_text("bert")
     _, config = read_checkpoint_config(str(checkpoint))
-    model, _ = build_model(plugins.modalities()["text"], str(checkpoint), config, ["ham", "spam"], Options())
+    config.num_labels = 2
+    model, _ = build_model(plugins.modalities()["text"], str(checkpoint), config, Options())
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     alone = tokenizer(["win cash"], return_tensors="pt")
@@ -198,12 +199,12 @@ def test_sentence_pairs_and_balanced_class_weights(tiny_text: Any, tmp_path: Pat
 
 
 def test_balanced_class_weights_follow_scikit_learn() -> None:
-    from tlhub.runner import _class_weights
+    from tlhub.engine import class_weights
 
-    weights = _class_weights([0, 0, 0, 1], 3, "balanced")
+    weights = class_weights([0, 0, 0, 1], 3, "balanced")
     assert weights is not None
     assert torch.allclose(weights, torch.tensor([4 / (2 * 3), 4 / (2 * 1), 1.0]))
-    assert _class_weights([0, 1], 2, "none") is None
+    assert class_weights([0, 1], 2, "none") is None
 
 
 # --- checkpoint resolution -------------------------------------------------------------------------
@@ -333,9 +334,9 @@ def test_a_line_that_does_not_parse_names_file_and_line(cli, text_recipe, tmp_pa
 def test_two_input_columns_only_for_text(cli, tmp_path: Path, tiny_vit: Path) -> None:
     from tests.conftest import digits_recipe
 
-    recipe = digits_recipe(tiny_vit, tmp_path / "out", data={"input_column": ["image", "label"]})
+    recipe = digits_recipe(tiny_vit, tmp_path / "out", data={"input_column": ["image", "other"]})
     assert_refused(
         cli("run", write_recipe(tmp_path / "r.yaml", recipe)),
-        "data.input_column: plugin 'image' reads 1 input column(s), got 2 (image, label)",
+        "data.input_column: plugin 'image' reads 1 input column(s), got 2 (image, other)",
         output_dir=tmp_path / "out",
     )

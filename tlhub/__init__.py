@@ -3,39 +3,50 @@
 >>> import tlhub
 >>> result = tlhub.run("recipes/digits_vit.yaml", overrides={"train.epochs": 1})
 >>> result.metrics["test"]["accuracy"], result.output_dir
+
+Importing tlhub imports no torch, transformers, datasets, peft or accelerate: every plugin imports
+tlhub, and ``tlhub --help`` or ``tlhub plugins`` must stay fast. They load where they are used.
 """
 
 from __future__ import annotations
 
 from tlhub.checkpoint import LocalCopy
+from tlhub.errors import (
+    CheckpointError,
+    DataError,
+    InputTypeError,
+    OutputDirError,
+    PluginError,
+    RecipeError,
+    TlhubError,
+)
 from tlhub.hookspecs import hookimpl
 from tlhub.modality import Modality
+from tlhub.plan import Plan, make_plan
 from tlhub.recipe import Recipe, load_recipe
+from tlhub.runner import RunResult, plan_run, run
 from tlhub.sources import Source
 
 __version__ = "0.1.0"
 
-
-def __getattr__(name: str) -> object:
-    # run/plan_run pull in torch and accelerate; import them on first use so that `import tlhub`
-    # (which every plugin does) and `tlhub plugins` stay light.
-    if name in ("run", "plan_run", "RunResult", "Plan"):
-        from tlhub import runner
-
-        return getattr(runner, name)
-    raise AttributeError(f"module 'tlhub' has no attribute {name!r}")
-
-
 __all__ = [
+    "CheckpointError",
+    "DataError",
+    "InputTypeError",
     "LocalCopy",
     "Modality",
+    "OutputDirError",
     "Plan",
+    "PluginError",
     "Recipe",
+    "RecipeError",
     "RunResult",
     "Source",
+    "TlhubError",
     "__version__",
     "hookimpl",
     "load_recipe",
+    "make_plan",
     "plan_run",
     "run",
 ]

@@ -7,11 +7,12 @@ the first of: the Hugging Face cache, a copy an installed package offers through
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlhub.errors import CheckpointError
+from tlhub.errors import CheckpointError, RecipeError
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -115,12 +116,51 @@ def read_checkpoint_config(ref: str) -> tuple[Resolved, PretrainedConfig]:
 
 
 def config_from_dict(values: dict[str, Any]) -> PretrainedConfig:
-    """Build a config for a model trained from scratch (``model.config`` in a recipe)."""
+    """Build a config for a model trained from scratch (``model.config`` in a recipe), validated by the
+    family's own config class: unknown keys, wrong types and values it refuses are ``RecipeError`` lines."""
+    import dataclasses
+    import difflib
+
     from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     values = dict(values)
     model_type = values.pop("model_type")
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
+        close = difflib.get_close_matches(str(model_type), list(CONFIG_MAPPING), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise RecipeError([f"model.config.model_type: {model_type!r} is not a transformers model type{hint}"])
+    config_class = CONFIG_MAPPING[model_type]
+    default = config_class()
+    known = set(default.to_dict()) | {f.name for f in dataclasses.fields(default)} | set(config_class.attribute_map)
+    problems = []
+    for key in sorted(set(values) - known):
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        problems.append(f"model.config.{key}: not a field of {config_class.__name__}{hint}")
+    if problems:
+        raise RecipeError(problems)
     try:
         return AutoConfig.for_model(model_type, **values)
-    except ValueError as exc:
-        raise CheckpointError(f"model.config.model_type: {exc}") from None
+    except Exception as exc:  # the config class's own validation: StrictDataclassFieldValidationError, ValueError
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        field = re.search(r"field '(\w+)'", str(exc))
+        where = f"model.config.{field.group(1)}" if field else "model.config"
+        raise RecipeError([f"{where}: {config_class.__name__} refuses it ({lines[-1] if lines else exc!r})"]) from None
+
+
+def check_config(config: PretrainedConfig, where: str) -> list[str]:
+    """Values no model of any family can be built from: sizes that are not positive, attention heads that do
+    not divide the hidden size. ``where`` names the recipe key the config came from."""
+    problems = []
+    for key, value in config.to_dict().items():
+        if (key.endswith(("_size", "_dim")) or key.startswith("num_")) and key != "num_labels":
+            if isinstance(value, int) and not isinstance(value, bool) and value <= 0:
+                problems.append(f"{where}: {key} is {value}; a size must be positive")
+    hidden, heads = getattr(config, "hidden_size", None), getattr(config, "num_attention_heads", None)
+    if isinstance(hidden, int) and isinstance(heads, int) and hidden > 0 and heads > 0 and hidden % heads:
+        problems.append(
+            f"{where}: hidden_size {hidden} is not a multiple of num_attention_heads {heads} "
+            "(each head takes an equal share of the hidden size)"
+        )
+    return problems

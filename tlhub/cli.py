@@ -38,16 +38,14 @@ def _reports_errors(recipe_arg: bool = True) -> Callable[[Callable[..., Any]], C
     return decorate
 
 
-def _quiet_libraries() -> None:
-    # tlhub prints its own account of loading (head surgery, adaptations); transformers' load report
-    # and advice would repeat it. A user can still ask for them with TRANSFORMERS_VERBOSITY=info.
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
-
 @click.group()
 @click.version_option(package_name="tlhub")
 def main() -> None:
     """Transfer learning on Hugging Face: fine-tune a pretrained model from a YAML recipe."""
+    # tlhub prints its own account of loading (head surgery, adaptations); transformers' load report
+    # and advice would repeat it. Set before any command imports transformers (nothing here does);
+    # a user can still ask for them with TRANSFORMERS_VERBOSITY=info.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 @main.command()
@@ -58,7 +56,6 @@ def main() -> None:
 @_reports_errors()
 def run(recipe: str, overrides: tuple[str, ...], resume: bool, overwrite: bool) -> None:
     """Fine-tune (or pretrain) as RECIPE says, e.g. `tlhub run recipes/digits_vit.yaml train.epochs=1`."""
-    _quiet_libraries()
     from tlhub.runner import run as run_recipe
 
     flags = ["--resume"] * resume + ["--overwrite"] * overwrite
@@ -71,16 +68,18 @@ def run(recipe: str, overrides: tuple[str, ...], resume: bool, overwrite: bool) 
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @_reports_errors()
 def validate(recipe: str, overrides: tuple[str, ...]) -> None:
-    """Check RECIPE, its plugin, checkpoint and data schema without training."""
-    _quiet_libraries()
-    from tlhub.runner import plan_run
+    """Check everything about RECIPE short of training: schema, plugin and its options, checkpoint config and
+    preprocessing, input types, strategy, and the data (loaded, split and scanned by the plugin)."""
+    from tlhub.plan import make_plan
 
-    plan = plan_run(recipe, list(overrides))
+    plan = make_plan(recipe, list(overrides))
     r = plan.recipe
+    sizes = ", ".join(f"{role} {len(split)}" for role, split in plan.splits.items())
     click.echo(
         f"{recipe}: ok: plugin '{plan.modality.name}' ({plan.modality.input_type}), "
         f"{'checkpoint ' + str(plan.checkpoint) if plan.checkpoint else 'from scratch'} "
-        f"[{plan.config.model_type}], data '{r.data.source}' column '{r.data.input_column}', "
+        f"[{plan.config.model_type}], data '{r.data.source}' column '{r.data.input_column}' "
+        f"({len(plan.splits.labels)} classes; {sizes}), "
         f"strategy {r.tuning.strategy}, {r.train.epochs} epoch(s) -> {r.output_dir}"
     )
 
@@ -107,3 +106,16 @@ def plugins(as_json: bool) -> None:
             click.echo(f"  modalities: {', '.join(i.modalities)}")
         if i.sources:
             click.echo(f"  sources: {', '.join(i.sources)}")
+
+
+@main.command()
+@click.option("--markdown", is_flag=True, help="Print the recipe reference (docs/recipes.md) instead.")
+@_reports_errors(recipe_arg=False)
+def schema(markdown: bool) -> None:
+    """Print the JSON Schema of a recipe (editors validate YAML with it)."""
+    from tlhub.reference import recipe_json_schema, recipe_reference
+
+    if markdown:
+        click.echo(recipe_reference(), nl=False)  # it ends with its own newline: the file equals the text
+        return
+    click.echo(json.dumps(recipe_json_schema(), indent=2))

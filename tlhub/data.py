@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ import numpy as np
 from tlhub.errors import DataError
 
 if TYPE_CHECKING:
-    from tlhub.recipe import DataSection
+    from tlhub.recipe import DataSection, Recipe
     from tlhub.sources import Source
 
 ROLES = ("train", "validation", "test")
@@ -178,13 +179,75 @@ def _label_names(dataset: datasets.DatasetDict, section: DataSection) -> list[st
     return names
 
 
-def _subset_per_class(split: datasets.Dataset, column: str, per_class: int, seed: int) -> datasets.Dataset:
+def _subset_per_class(
+    split: datasets.Dataset, column: str, per_class: int, seed: int, labels: list[str]
+) -> tuple[datasets.Dataset, str]:
+    """At most ``per_class`` examples of each class (seeded); the note says which classes had fewer."""
     by_class: dict[int, list[int]] = defaultdict(list)
     for index, label in enumerate(split[column]):
         by_class[label].append(index)
     rng = np.random.default_rng(seed)
     keep = [i for indices in by_class.values() for i in rng.permutation(indices)[:per_class]]
-    return split.select(sorted(keep))
+    short = sorted((len(indices), labels[c]) for c, indices in by_class.items() if len(indices) < per_class)
+    note = f"train: at most {per_class} examples per class kept (seed {seed})"
+    if short:
+        shown = ", ".join(f"'{name}' ({n})" for n, name in short[:10]) + (", ..." if len(short) > 10 else "")
+        note += f"; {len(short)} class(es) had fewer and keep all they have: {shown}"
+    return split.select(sorted(keep)), note
+
+
+def _carve(
+    train: datasets.Dataset, role: str, fraction: float, section: DataSection
+) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """Split a stratified ``fraction`` of ``train`` off as ``role``; a split that would be empty, or a class
+    too small to stratify, is a ``DataError`` naming the key and what would work."""
+    key = f"data.{role}_fraction"
+    counts = Counter(train[section.label_column])
+    n, classes = len(train), len(counts)
+    carved = math.ceil(fraction * n)
+    where = f"the {n} examples of '{section.splits.train}' left to carve from"
+    if 2 * classes > n:
+        raise DataError(f"{key}: {where} are too few to split {classes} classes into {role} and training parts")
+    if carved < classes or n - carved < classes:
+        raise DataError(
+            f"{key}: {fraction} of {where} gives {carved} {role} and {n - carved} training examples; a stratified "
+            f"split needs at least one per class ({classes}) on each side: use a fraction between "
+            f"{classes / n:.3g} and {1 - classes / n:.3g}"
+        )
+    if rare := [c for c, k in counts.items() if k < 2]:
+        raise DataError(
+            f"{key}: class(es) {', '.join(_class_names(train, section.label_column, rare))} have a single example "
+            f"in '{section.splits.train}'; a stratified split needs at least two per class: add examples, or give "
+            f"data.splits.{role} a split of its own"
+        )
+    try:
+        parts = train.train_test_split(
+            test_size=fraction, stratify_by_column=section.label_column, seed=section.split_seed
+        )
+    except ValueError as exc:  # sklearn's stratification refusing a corner the counts above do not catch
+        raise DataError(f"{key}: {fraction} cannot split '{section.splits.train}' ({exc})") from None
+    return parts["train"], parts["test"]
+
+
+def _class_names(split: datasets.Dataset, column: str, ids: list[int]) -> list[str]:
+    feature = split.features[column]
+    return [repr(feature.int2str(i)) for i in sorted(ids)]
+
+
+def _check_classes(splits: Splits, column: str) -> None:
+    """A model cannot learn a class the training split lacks, nor anything from one class."""
+    present = set(splits.train[column])
+    if len(present) < 2:
+        raise DataError(
+            f"data.splits.train: the training split has {len(present)} class(es) "
+            f"({', '.join(_class_names(splits.train, column, list(present))) or 'none'}); a classifier needs "
+            "examples of at least two"
+        )
+    if absent := [i for i in range(len(splits.labels)) if i not in present]:
+        raise DataError(
+            f"data.labels: class(es) {', '.join(_class_names(splits.train, column, absent))} have no training "
+            "example; drop them from data.labels or add examples"
+        )
 
 
 def load_splits(section: DataSection, sources: dict[str, Source]) -> Splits:
@@ -210,15 +273,8 @@ def load_splits(section: DataSection, sources: dict[str, Source]) -> Splits:
     for role, fraction in (("test", section.test_fraction), ("validation", section.validation_fraction)):
         split = source_split(role)
         if split is None:
-            if len(train) < 2:
-                raise DataError(
-                    f"data.splits.train: split '{section.splits.train}' has {len(train)} examples, "
-                    f"too few to carve a {role} split"
-                )
-            parts = train.train_test_split(
-                test_size=fraction, stratify_by_column=section.label_column, seed=section.split_seed
-            )
-            train, split = parts["train"], parts["test"]
+            assert fraction is not None  # the schema requires one of the two
+            train, split = _carve(train, role, fraction, section)
             notes.append(
                 f"{role}: {len(split)} examples carved from '{section.splits.train}' "
                 f"(stratified, fraction {fraction}, seed {section.split_seed})"
@@ -227,8 +283,10 @@ def load_splits(section: DataSection, sources: dict[str, Source]) -> Splits:
             notes.append(f"{role}: source split '{getattr(section.splits, role)}' ({len(split)} examples)")
         chosen[role] = split
     if section.train_samples_per_class is not None:
-        train = _subset_per_class(train, section.label_column, section.train_samples_per_class, section.split_seed)
-        notes.append(f"train: {section.train_samples_per_class} examples per class kept (seed {section.split_seed})")
+        train, note = _subset_per_class(
+            train, section.label_column, section.train_samples_per_class, section.split_seed, labels
+        )
+        notes.append(note)
     notes.insert(0, f"train: {len(train)} examples")
     if description := dataset[section.splits.train].info.description:
         notes.insert(0, f"source data: {description}")  # how a plugin's source made the data
@@ -236,4 +294,22 @@ def load_splits(section: DataSection, sources: dict[str, Source]) -> Splits:
     for role, split in splits.items():
         if len(split) == 0:
             raise DataError(f"data.splits.{role}: the {role} split is empty")
+    _check_classes(splits, section.label_column)
     return splits
+
+
+def size_notes(splits: Splits, recipe: Recipe) -> list[str]:
+    """Legal settings that a reader of the model card should know shaped the run."""
+    notes = []
+    train, batch = len(splits.train), recipe.train.batch_size
+    if batch > train:
+        notes.append(
+            f"train.batch_size {batch} is larger than the {train} training examples: each epoch is one batch of {train}"
+        )
+    for role in ("validation", "test"):
+        split = getattr(splits, role)
+        missing = set(range(len(splits.labels))) - set(split[recipe.data.label_column])
+        if missing:
+            names = ", ".join(_class_names(split, recipe.data.label_column, sorted(missing)))
+            notes.append(f"{role}: no examples of class(es) {names}; its scores cover the other classes")
+    return notes

@@ -1,17 +1,16 @@
 """The training loop: one Accelerate loop from a laptop CPU to several GPUs or nodes.
 
 Canonical order: ``prepare`` -> ``accumulate`` / ``backward`` -> ``gather_for_metrics`` ->
-``save_state``. Nothing here knows about modalities: it trains any model that takes a batch dict
-with ``labels`` and returns ``loss`` and ``logits``.
+``save_state``. Nothing here knows about modalities or the run directory's layout: it trains any model
+that takes a batch dict with ``labels`` and returns ``loss`` and ``logits``, and saves where a
+:class:`tlhub.rundir.CheckpointStore` says.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -27,10 +26,20 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
 
     from tlhub.recipe import EvalSection, TrainSection
+    from tlhub.rundir import CheckpointStore
 
-CHECKPOINTS = "checkpoints"
-BEST_MODEL = "best_model"
-_COMPLETE = "COMPLETE"  # written into a checkpoint folder once save_state has returned
+Collate = Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The splits the loop reads, how a batch is made, and the classes."""
+
+    train: datasets.Dataset
+    validation: datasets.Dataset
+    collate: Collate
+    labels: list[str]  # class names in id order
+    label_column: str
 
 
 @dataclass
@@ -53,25 +62,28 @@ class TrainState:
             setattr(self, key, value)
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest checkpoint whose save completed (a kill during ``save_state`` leaves an incomplete one)."""
-    folder = run_dir / CHECKPOINTS
-    done = [p for p in folder.glob("checkpoint_*") if (p / _COMPLETE).exists()] if folder.is_dir() else []
-    return max(done, key=lambda p: int(p.name.split("_")[-1]), default=None)
-
-
-def _save_checkpoint(accelerator: Accelerator, state: TrainState, run_dir: Path, keep: int = 2) -> None:
-    """``save_state`` into ``checkpoints/checkpoint_N``, mark it complete, keep the newest ``keep``."""
+def _save_checkpoint(accelerator: Accelerator, state: TrainState, store: CheckpointStore) -> None:
+    """``save_state`` into the store's next folder, then mark it complete (the main process only)."""
     state.saves += 1
-    path = run_dir / CHECKPOINTS / f"checkpoint_{state.saves}"
+    path = store.next(state.saves)
     accelerator.save_state(str(path))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (path / _COMPLETE).touch()
-        older = sorted(path.parent.glob("checkpoint_*"), key=lambda p: int(p.name.split("_")[-1]))[:-keep]
-        for folder in older:
-            shutil.rmtree(folder)
+        store.commit(path)
     accelerator.wait_for_everyone()
+
+
+def class_weights(labels: list[int], num_classes: int, weighting: str) -> torch.Tensor | None:
+    """Loss weights per class ('balanced': n / (classes * count), scikit-learn's definition), or ``None``."""
+    if weighting == "none":
+        return None
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = np.ones(num_classes)
+    weights[present] = compute_class_weight("balanced", classes=present, y=np.asarray(labels))
+    return torch.tensor(weights, dtype=torch.float32)
 
 
 def evaluate_split(
@@ -106,28 +118,27 @@ def evaluate_split(
 def fit(
     accelerator: Accelerator,
     model: torch.nn.Module,
-    train_data: datasets.Dataset,
-    validation_data: datasets.Dataset,
-    collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]],
+    data: TrainingData,
     train: TrainSection,
     evaluation: EvalSection,
-    run_dir: Path,
-    labels: list[str],
-    class_weights: torch.Tensor | None = None,
+    store: CheckpointStore,
     resume: bool = False,
 ) -> tuple[torch.nn.Module, TrainState, Callable[[datasets.Dataset], dict[str, float]]]:
     """Train, evaluate on validation every epoch, keep the best epoch's weights.
 
-    ``class_weights`` (one per class) weigh the training loss; evaluation losses stay unweighted.
+    ``train.class_weighting`` weighs the training loss by class; evaluation losses stay unweighted.
     Returns the prepared model (with the best weights loaded), the final state, and an ``evaluate``
     function for any further split. Metrics include ``loss`` and the number of ``examples`` evaluated.
     """
+    labels = data.labels
     train_loader = DataLoader(
-        train_data, batch_size=train.batch_size, shuffle=True, collate_fn=collate, num_workers=train.num_workers
+        data.train, batch_size=train.batch_size, shuffle=True, collate_fn=data.collate, num_workers=train.num_workers
     )
 
-    def loader(data: datasets.Dataset) -> DataLoader:
-        return DataLoader(data, batch_size=train.eval_batch_size, collate_fn=collate, num_workers=train.num_workers)
+    def loader(split: datasets.Dataset) -> DataLoader:
+        return DataLoader(
+            split, batch_size=train.eval_batch_size, collate_fn=data.collate, num_workers=train.num_workers
+        )
 
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=train.learning_rate, weight_decay=train.weight_decay
@@ -141,20 +152,21 @@ def fit(
         num_training_steps=total_steps,
     )
     model, optimizer, train_loader, scheduler, validation_loader = accelerator.prepare(
-        model, optimizer, train_loader, scheduler, loader(validation_data)
+        model, optimizer, train_loader, scheduler, loader(data.validation)
     )
     state = TrainState()
     accelerator.register_for_checkpointing(state)
-    if class_weights is not None:
-        class_weights = class_weights.to(accelerator.device)
+    weights = class_weights(data.train[data.label_column], len(labels), train.class_weighting)
+    if weights is not None:
+        weights = weights.to(accelerator.device)
 
     def training_loss(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         outputs = model(**batch)
-        if class_weights is None:
+        if weights is None:
             return outputs.loss  # type: ignore[no-any-return]
-        return torch.nn.functional.cross_entropy(outputs.logits.float(), batch["labels"], weight=class_weights)
+        return torch.nn.functional.cross_entropy(outputs.logits.float(), batch["labels"], weight=weights)
 
-    if resume and (checkpoint := latest_checkpoint(run_dir)) is not None:
+    if resume and (checkpoint := store.latest()) is not None:
         accelerator.load_state(str(checkpoint))
         accelerator.print(
             f"resumed from {checkpoint}: epoch {state.epoch + 1}, batch {state.batches_in_epoch}, step {state.step}"
@@ -162,7 +174,7 @@ def fit(
 
     # Loaded once: each load reads and imports the metric modules.
     metric = load_metrics(evaluation.metrics, experiment_id=f"tlhub-{accelerator.process_index}")
-    best_dir = run_dir / BEST_MODEL
+    best_dir = store.best
     for epoch in range(state.epoch, train.epochs):
         model.train()
         train_loader.set_epoch(epoch)
@@ -194,7 +206,7 @@ def fit(
             if accelerator.sync_gradients:
                 state.step += 1
                 if train.checkpoint_steps and state.step % train.checkpoint_steps == 0:
-                    _save_checkpoint(accelerator, state, run_dir)
+                    _save_checkpoint(accelerator, state, store)
         progress.close()
 
         scores = evaluate_split(accelerator, model, validation_loader, metric, labels)
@@ -216,7 +228,7 @@ def fit(
             + (("  (kept: last epoch)" if evaluation.select_split == "none" else "  (best so far)") if improved else "")
         )
         state.epoch, state.batches_in_epoch = epoch + 1, 0
-        _save_checkpoint(accelerator, state, run_dir)
+        _save_checkpoint(accelerator, state, store)
 
     accelerator.wait_for_everyone()
     from accelerate.utils import load_checkpoint_in_model

@@ -1,22 +1,26 @@
 """What a modality plugin registers, and how tlhub tells input types apart.
 
-A :class:`Modality` is plain data plus a few functions: no base class to inherit. The input-type check
+A :class:`Modality` is plain data plus a few functions: no base class to inherit. tlhub calls each
+function with **keyword arguments** and passes only the ones the function names (as pluggy does for
+hooks), so a plugin written today keeps working when a call gains an argument. The input-type check
 (:func:`check_input_types`) compares three independent answers to "what does this model read?": the
 recipe's plugin, the checkpoint's config, and the data column's ``datasets`` feature type.
+
+Nothing heavy is imported here: a plugin module imports ``tlhub`` at load time, and ``tlhub plugins``
+must stay fast.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import datasets
 
 from tlhub.errors import InputTypeError
 
 if TYPE_CHECKING:
-    import torch
     from pydantic import BaseModel
     from transformers import PretrainedConfig
 
@@ -30,10 +34,31 @@ _MAIN_INPUT_TO_TYPE = {
     "input_features": "audio",
     "input_ids": "text",
 }
+# The functions a Modality holds, and the keyword arguments tlhub passes to each (a function names
+# the subset it needs). Calls only ever gain arguments.
+CALLS: dict[str, tuple[str, ...]] = {
+    "load_processor": ("checkpoint", "config", "options"),
+    "new_processor": ("config", "options"),
+    "check_plan": ("config", "checkpoint", "processor", "options"),
+    "check_data": ("split", "columns", "config", "processor", "options"),
+    "make_encoder": ("processor", "config", "options"),
+    "extend_model": ("model", "options"),
+}
 
-Encoder = Callable[[Sequence[Any]], "dict[str, torch.Tensor]"]
 # Module names, fixed or read from the model's config (families name their layers differently).
 ModuleNames = tuple[str, ...] | Callable[["PretrainedConfig"], tuple[str, ...]]
+
+
+@functools.cache
+def _accepted(function: Callable[..., Any]) -> frozenset[str] | None:
+    """The keyword names ``function`` takes; ``None`` when it takes ``**kwargs`` (every name)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: give it everything
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(p.name for p in parameters if p.kind is not inspect.Parameter.POSITIONAL_ONLY)
 
 
 @dataclass(frozen=True)
@@ -44,15 +69,19 @@ class Modality:
         name: what a recipe writes as ``model.plugin`` (``image``).
         input_type: one of ``image``, ``audio``, ``text``.
         model_types: ``config.model_type`` values this modality can build (``vit``, ``deit``).
-        auto_model: the transformers auto class with a classification head
-            (``AutoModelForImageClassification``).
+        auto_model: the transformers auto class with a classification head, or its name in
+            ``transformers`` (``"AutoModelForImageClassification"``: the plugin then imports nothing heavy).
         pipeline_task: the ``transformers.pipeline`` task its outputs load into.
         head_modules: names of the modules that form the classification head (or ``config -> names``);
             they are replaced by a new head, saved with a LoRA adapter, and are the only trainable part
             under the ``head`` strategy.
         lora_targets: default LoRA target module names (suffixes), or ``config -> names``.
-        load_processor: ``checkpoint -> processor``, the checkpoint's own preprocessing.
-        new_processor: ``config -> processor`` for a model trained from scratch.
+        load_processor: ``(checkpoint, config, options) -> processor``, the checkpoint's own preprocessing.
+        new_processor: ``(config, options) -> processor`` for a model trained from scratch; raise
+            ``RecipeError`` when the family cannot be trained from scratch (a text model needs its tokenizer).
+        check_plan: optional ``(config, checkpoint, processor, options) -> problems``: what only the plugin
+            knows, checked by ``tlhub validate`` before any weights or data load (options against the
+            config and the processor); each problem a line ``key.path: what is wrong``.
         check_data: ``(split, columns, config, processor, options) -> (split, notes)``: checks the examples
             (raising ``DataError`` naming the bad file or row), may drop examples the plugin's options
             say to drop or prepare them once for its encoder (audio: decoded and resampled), and
@@ -68,25 +97,44 @@ class Modality:
             whatever the strategy: modules of ``extend_model`` whose values are a construction.
         max_input_columns: how many input columns a recipe may name (text takes sentence pairs).
         options: a pydantic model for ``model.options`` in a recipe, or ``None`` if it takes none.
+        description: one line for ``tlhub plugins``.
+
+    tlhub calls every function with keyword arguments; a function names the ones it needs.
     """
 
     name: str
     input_type: str
     model_types: tuple[str, ...]
-    auto_model: Any  # a transformers auto class: has from_config / from_pretrained
+    auto_model: Any
     pipeline_task: str
     head_modules: ModuleNames
     lora_targets: ModuleNames
-    load_processor: Callable[[str], Any]
-    new_processor: Callable[[PretrainedConfig], Any]
-    check_data: Callable[[datasets.Dataset, list[str], PretrainedConfig, Any, Any], tuple[datasets.Dataset, list[str]]]
-    make_encoder: Callable[[Any, PretrainedConfig, Any], Encoder]
-    extend_model: Callable[[Any, Any], list[str]] | None = None  # (model, options) -> notes
+    load_processor: Callable[..., Any]
+    new_processor: Callable[..., Any]
+    check_data: Callable[..., Any]
+    make_encoder: Callable[..., Any]
+    check_plan: Callable[..., list[str]] | None = None
+    extend_model: Callable[..., list[str]] | None = None
     fixed_modules: ModuleNames = ()
     max_input_columns: int = 1
     options: type[BaseModel] | None = None
     description: str = ""
     plugin: str = field(default="", compare=False)
+
+    def call(self, function: str, **arguments: Any) -> Any:
+        """Call one of the plugin's functions with the keyword arguments it names (``CALLS`` lists them)."""
+        implementation = getattr(self, function)
+        accepted = _accepted(implementation)
+        return implementation(**{k: v for k, v in arguments.items() if accepted is None or k in accepted})
+
+    @property
+    def model_class(self) -> Any:
+        """The transformers auto class (``auto_model`` resolved when it is a name)."""
+        if isinstance(self.auto_model, str):
+            import transformers
+
+            return getattr(transformers, self.auto_model)
+        return self.auto_model
 
     def head(self, config: Any) -> tuple[str, ...]:  # a PretrainedConfig (model.config of an nn.Module)
         """The head's module names in a model of ``config``."""
@@ -101,8 +149,28 @@ class Modality:
         return self.lora_targets(config) if callable(self.lora_targets) else self.lora_targets
 
 
+def registration_problems(modality: object) -> list[str]:
+    """Why a registered object is not a usable :class:`Modality` (empty when it is)."""
+    if not isinstance(modality, Modality):
+        return [f"registered {modality!r}; expected a tlhub.Modality"]
+    problems = []
+    if modality.input_type not in INPUT_TYPES:
+        problems.append(
+            f"modality '{modality.name}' has input type '{modality.input_type}' (known: {', '.join(INPUT_TYPES)})"
+        )
+    for name in CALLS:
+        function = getattr(modality, name)
+        if function is not None and not callable(function):
+            problems.append(f"modality '{modality.name}': {name} is {function!r}, not a function")
+    if not modality.model_types:
+        problems.append(f"modality '{modality.name}' names no model_types")
+    return problems
+
+
 def feature_input_type(feature: object) -> str | None:
     """The input type a ``datasets`` feature holds, or ``None`` when it is none of the known ones."""
+    import datasets
+
     if isinstance(feature, datasets.Image):
         return "image"
     if isinstance(feature, datasets.Audio):

@@ -29,36 +29,28 @@ class HeadSurgery:
     lines: list[str] = field(default_factory=list)
 
 
-def _label_config(config: PretrainedConfig, labels: list[str]) -> PretrainedConfig:
-    config.num_labels = len(labels)
-    config.id2label = dict(enumerate(labels))
-    config.label2id = {name: i for i, name in enumerate(labels)}
-    return config
-
-
 def build_model(
-    modality: Modality, checkpoint: str | None, config: PretrainedConfig, labels: list[str], options: object = None
+    modality: Modality, checkpoint: str | None, config: PretrainedConfig, options: object = None
 ) -> tuple[PreTrainedModel, HeadSurgery]:
-    """Load ``checkpoint`` (or build ``config`` untrained) with a new head for ``labels``.
+    """Load ``checkpoint`` (or build ``config`` untrained) with a new head for the config's labels.
 
     ``options`` are the plugin's ``model.options``, for its ``extend_model``.
     """
-    config = _label_config(config, labels)
     surgery = HeadSurgery()
     if checkpoint is None:
-        model = modality.auto_model.from_config(config)
+        model = modality.model_class.from_config(config)
         surgery.lines.append("no pretrained checkpoint: every layer starts from random values")
     else:
         model = _load_with_new_head(modality, checkpoint, config, surgery)
     if modality.extend_model is not None:
-        surgery.lines += modality.extend_model(model, options)
+        surgery.lines += modality.call("extend_model", model=model, options=options)
     return model, surgery
 
 
 def _load_with_new_head(
     modality: Modality, checkpoint: str, config: PretrainedConfig, surgery: HeadSurgery
 ) -> PreTrainedModel:
-    model, info = modality.auto_model.from_pretrained(
+    model, info = modality.model_class.from_pretrained(
         checkpoint, config=config, ignore_mismatched_sizes=True, output_loading_info=True, dtype=torch.float32
     )
     mismatched = {key: tuple(old) for key, old, _new in info["mismatched_keys"]}

@@ -1,5 +1,9 @@
 """The plugin manager: loads plugins from the ``tlhub`` entry-point group and collects what they register.
 
+A plugin that fails (its import raises, a hook raises, it registers something invalid or a name another
+plugin took) is recorded under its own name: ``tlhub plugins`` lists it with the error, and only recipes
+that need what it would have registered stop.
+
 Operator switches (environment variables):
 
 - ``TLHUB_LOAD_PLUGINS=image,text`` loads only the named entry points (empty: none).
@@ -11,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -19,7 +23,7 @@ import pluggy
 
 from tlhub import hookspecs
 from tlhub.errors import PluginError
-from tlhub.modality import INPUT_TYPES, Modality
+from tlhub.modality import Modality, registration_problems
 from tlhub.sources import Source
 
 ENTRY_POINT_GROUP = "tlhub"
@@ -47,74 +51,129 @@ def load_plugins() -> None:
             continue
         try:
             plugin = ep.load()
+            pm.register(plugin, name=ep.name)
         except Exception as exc:  # a broken plugin must not take the others down
-            failed_plugins[ep.name] = f"{type(exc).__name__}: {exc}"
-            continue
-        pm.register(plugin, name=ep.name)
+            failed_plugins[ep.name] = _describe(exc)
     if os.environ.get("TLHUB_TRACE_HOOKS"):
         pm.trace.root.setwriter(sys.stderr.write)
         pm.enable_tracing()
-    pm.check_pending()
+    while True:  # a hook implementation that matches no spec (a typo) disables its plugin, not tlhub
+        try:
+            pm.check_pending()
+            break
+        except pluggy.PluginValidationError as exc:
+            name = pm.get_name(exc.plugin) or "?"
+            pm.unregister(exc.plugin)
+            failed_plugins[name] = _describe(exc)
 
 
-def _collect(hook_name: str, kind: type[Any]) -> list[Any]:
-    """Call a ``register_*`` hook on each plugin; return what each registered, tagged with its plugin."""
-    load_plugins()
-    items: list[Any] = []
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+@dataclass
+class Registry:
+    """What every loaded plugin registered, and what went wrong, by plugin."""
+
+    modalities: dict[str, Modality] = field(default_factory=dict)
+    sources: dict[str, Source] = field(default_factory=dict)
+    errors: dict[str, list[str]] = field(default_factory=dict)  # plugin name -> problems
+    # (kind, name) -> the plugins that registered it: an ambiguous name that no recipe can use
+    taken_twice: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    def fail(self, plugin: str, problem: str) -> None:
+        self.errors.setdefault(plugin, []).append(problem)
+
+
+def _each_plugin(hook_name: str) -> list[tuple[str, pluggy.HookCaller]]:
+    """``(plugin name, caller)`` for each plugin implementing ``hook_name``, called through pluggy (so
+    tracing sees it) one plugin at a time, to know who registered what."""
     plugins = pm.get_plugins()
+    callers = []
     for impl in getattr(pm.hook, hook_name).get_hookimpls():
-        plugin_name = pm.get_name(impl.plugin) or "?"
-
-        def register(item: Any, _plugin: str = plugin_name) -> None:
-            if not isinstance(item, kind):
-                raise PluginError(
-                    f"plugin '{_plugin}' registered {item!r} from {hook_name}; expected a {kind.__name__}"
-                )
-            items.append(dataclasses.replace(item, plugin=_plugin))
-
-        # Call through pluggy (so tracing sees it), one plugin at a time to know who registered what.
         others = [p for p in plugins if p is not impl.plugin]
-        pm.subset_hook_caller(hook_name, remove_plugins=others)(register=register)
-    return items
+        callers.append((pm.get_name(impl.plugin) or "?", pm.subset_hook_caller(hook_name, remove_plugins=others)))
+    return callers
+
+
+def _collect(registry: Registry, hook_name: str, kind: type[Any], into: dict[str, Any]) -> None:
+    label: str = "modality" if kind is Modality else "data source"
+    for plugin, caller in _each_plugin(hook_name):
+        items: list[Any] = []
+        try:
+            caller(register=items.append)
+        except Exception as exc:  # one plugin's bug stops only recipes that need that plugin
+            registry.fail(plugin, f"{hook_name} raised {_describe(exc)}")
+            continue
+        for item in items:
+            problems = registration_problems(item) if kind is Modality else _source_problems(item)
+            if problems:
+                for problem in problems:
+                    registry.fail(plugin, f"{hook_name}: {problem}")
+                continue
+            item = dataclasses.replace(item, plugin=plugin)
+            if (first := into.get(item.name)) is not None:
+                registry.taken_twice.setdefault((label, item.name), [first.plugin]).append(plugin)
+                registry.fail(
+                    plugin, f"{hook_name}: {label} '{item.name}' is also registered by plugin '{first.plugin}'"
+                )
+                continue
+            into[item.name] = item
+    for taken_kind, name in registry.taken_twice:
+        if taken_kind == label:
+            into.pop(name, None)  # ambiguous: neither wins
+
+
+def _source_problems(item: object) -> list[str]:
+    if not isinstance(item, Source):
+        return [f"registered {item!r}; expected a tlhub.Source"]
+    return [] if callable(item.load) else [f"data source '{item.name}': load is {item.load!r}, not a function"]
+
+
+def registry() -> Registry:
+    """Call every plugin's ``register_*`` hooks; what each registered, and each plugin's problems."""
+    load_plugins()
+    found = Registry(errors={name: [error] for name, error in failed_plugins.items()})
+    _collect(found, "register_modalities", Modality, found.modalities)
+    _collect(found, "register_sources", Source, found.sources)
+    return found
 
 
 def modalities() -> dict[str, Modality]:
-    """Every registered modality by name, checked for unique names and known input types."""
-    found: dict[str, Modality] = {}
-    for m in _collect("register_modalities", Modality):
-        if m.input_type not in INPUT_TYPES:
-            raise PluginError(
-                f"plugin '{m.plugin}' registered modality '{m.name}' with input type "
-                f"'{m.input_type}' (known: {', '.join(INPUT_TYPES)})"
-            )
-        if m.name in found:
-            raise PluginError(
-                f"modality '{m.name}' is registered twice (plugins '{found[m.name].plugin}' and '{m.plugin}')"
-            )
-        found[m.name] = m
-    return found
+    """Every usable registered modality by name."""
+    return registry().modalities
 
 
 def sources() -> dict[str, Source]:
-    """Every registered data source by name."""
-    found: dict[str, Source] = {}
-    for s in _collect("register_sources", Source):
-        if s.name in found:
-            raise PluginError(
-                f"data source '{s.name}' is registered twice (plugins '{found[s.name].plugin}' and '{s.plugin}')"
-            )
-        found[s.name] = s
-    return found
+    """Every usable registered data source by name."""
+    return registry().sources
+
+
+def _unusable(registry: Registry, kind: str, name: str) -> PluginError | None:
+    """Why ``name`` is not usable when a broken or clashing plugin is behind it."""
+    if owners := registry.taken_twice.get((kind, name)):
+        return PluginError(f"{kind} '{name}' is registered by several plugins ({', '.join(owners)}); uninstall one")
+    if name in registry.errors:  # a plugin whose entry point has this name, but it is broken
+        return PluginError(f"plugin '{name}' is installed but failed to load: {'; '.join(registry.errors[name])}")
+    return None
 
 
 def resolve_modality(name: str) -> Modality:
     """The modality a recipe's ``model.plugin`` names, or a ``PluginError`` saying why there is none."""
-    known = modalities()
-    if name in known:
-        return known[name]
-    if name in failed_plugins:
-        raise PluginError(f"model.plugin: plugin '{name}' is installed but failed to load: {failed_plugins[name]}")
-    raise PluginError(f"model.plugin: '{name}' is not a known plugin (known: {', '.join(sorted(known)) or 'none'})")
+    found = registry()
+    if name in found.modalities:
+        return found.modalities[name]
+    if (problem := _unusable(found, "modality", name)) is not None:
+        raise PluginError(f"model.plugin: {problem}")
+    known = ", ".join(sorted(found.modalities)) or "none"
+    raise PluginError(f"model.plugin: '{name}' is not a known plugin (known: {known})")
+
+
+def source_problem(name: str, registry: Registry) -> PluginError | None:
+    """Why a ``data.source`` that a broken or clashing plugin would register cannot be used."""
+    problem = _unusable(registry, "data source", name)
+    return None if problem is None else PluginError(f"data.source: {problem}")
 
 
 @dataclass(frozen=True)
@@ -131,24 +190,24 @@ class PluginInfo:
 
 
 def plugin_infos() -> list[PluginInfo]:
-    """What loaded, from which distribution, with which hooks; and what failed to load."""
-    load_plugins()
+    """What loaded, from which distribution, with which hooks; and what failed, with why."""
+    found = registry()
     dists = {ep.name: ep.dist for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    mods, srcs = modalities(), sources()
+    names = {name for name, _ in pm.list_name_plugin()} | set(found.errors)
     infos = []
-    for name, plugin in pm.list_name_plugin():
+    for name in sorted(names):
+        plugin = pm.get_plugin(name)
         dist = dists.get(name)
+        errors = found.errors.get(name)
         infos.append(
             PluginInfo(
                 name=name,
-                hooks=sorted(h.name for h in pm.get_hookcallers(plugin) or []),
+                hooks=sorted(h.name for h in pm.get_hookcallers(plugin) or []) if plugin is not None else [],
                 distribution=dist.name if dist else None,
                 version=dist.version if dist else None,
-                modalities=sorted(m.name for m in mods.values() if m.plugin == name),
-                sources=sorted(s.name for s in srcs.values() if s.plugin == name),
+                modalities=sorted(m.name for m in found.modalities.values() if m.plugin == name),
+                sources=sorted(s.name for s in found.sources.values() if s.plugin == name),
+                error="; ".join(errors) if errors else None,
             )
         )
-    for name, error in failed_plugins.items():
-        dist = dists.get(name)
-        infos.append(PluginInfo(name, [], dist.name if dist else None, dist.version if dist else None, [], [], error))
-    return sorted(infos, key=lambda i: i.name)
+    return infos

@@ -1,31 +1,57 @@
-"""Recipes: the typed schema, YAML loading, ``KEY=VALUE`` overrides and error reporting.
+"""Recipes: the typed schema, reading a recipe file, ``KEY=VALUE`` overrides and error reporting.
 
 A recipe is validated completely before any weights or data load, and every problem is reported at
-once, each naming its YAML key path, the bad value and the valid ones.
+once, each naming its YAML key path, the bad value and the valid ones. The schema is strict: no
+coercion a YAML user could be surprised by (``yes`` or ``true`` is not an epoch count, ``"5"`` is not a
+number), finite numbers only, and bounds on everything a typo could make absurd.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
-from transformers import SchedulerType
 
 from tlhub.errors import RecipeError
+from tlhub.metrics import METRICS
+from tlhub.safe_yaml import parse_yaml_value, read_yaml_file
 from tlhub.tuning import STRATEGIES
 from tlhub.tuning import full as full_strategy
 from tlhub.tuning import head as head_strategy
 from tlhub.tuning import lora as lora_strategy
 
-SCHEDULERS = tuple(s.value for s in SchedulerType)
+# The schedules the engine builds from a warmup and a total step count alone (transformers.get_scheduler);
+# reduce_lr_on_plateau needs a metric per step and the *_min_lr / warmup_stable_decay ones more arguments.
+SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+)
+SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a YAML `yes`/`true` is not 1 and "5" is not 5; finite numbers only.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def _no_duplicates(values: list[str], what: str) -> list[str]:
+    seen = {v for v in values if values.count(v) > 1}
+    if seen:
+        raise PydanticCustomError(
+            "duplicates", "{what} {names} listed more than once", {"what": what, "names": ", ".join(sorted(seen))}
+        )
+    return values
 
 
 def _unknown(kind: str, value: str, known: list[str]) -> PydanticCustomError:
@@ -40,10 +66,11 @@ def _unknown(kind: str, value: str, known: list[str]) -> PydanticCustomError:
 
 class ModelSection(_Section):
     plugin: str = Field(
-        description="Modality plugin that builds and preprocesses the model (`tlhub plugins` lists them)."
+        min_length=1, description="Modality plugin that builds and preprocesses the model (`tlhub plugins` lists them)."
     )
     checkpoint: str | None = Field(
         None,
+        min_length=1,
         description="Pretrained checkpoint to start from: a local folder (config.json + weights) or a Hub id. "
         "Its output layer is replaced by a new head.",
     )
@@ -52,7 +79,9 @@ class ModelSection(_Section):
         description="transformers config values (with `model_type`) for a model trained from scratch; "
         "used instead of `checkpoint`.",
     )
-    options: dict[str, Any] = Field(default_factory=dict, description="Plugin-specific options, checked by the plugin.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Plugin-specific options, checked by the plugin (see docs/recipes.md)."
+    )
 
     @field_validator("plugin")
     @classmethod
@@ -69,7 +98,7 @@ class ModelSection(_Section):
                 "model_start", "set exactly one of model.checkpoint (fine-tune) or model.config (train from scratch)"
             )
         if self.config is not None and "model_type" not in self.config:
-            raise PydanticCustomError("model_type", "model.config needs a `model_type` (e.g. vit)")
+            raise PydanticCustomError("model_type", "model.config: needs a `model_type` (e.g. vit)")
         return self
 
 
@@ -85,10 +114,11 @@ class SplitsSection(_Section):
 
 class DataSection(_Section):
     source: str = Field(
+        min_length=1,
         description="A registered source (`tlhub plugins`), or anything `datasets.load_dataset` takes: "
-        "a Hub id, a local folder, or a builder such as parquet, csv, imagefolder with `data_files`."
+        "a Hub id, a local folder, or a builder such as parquet, csv, imagefolder with `data_files`.",
     )
-    name: str | None = Field(None, description="Dataset configuration name (`load_dataset(path, name)`).")
+    name: str | None = Field(None, min_length=1, description="Dataset configuration name (`load_dataset(path, name)`).")
     data_files: str | list[str] | dict[str, str | list[str]] | None = Field(
         None,
         description="Files for a builder source, e.g. {train: a.parquet, test: b.parquet}; "
@@ -102,9 +132,11 @@ class DataSection(_Section):
     input_column: str | list[str] = Field(
         description="Column holding the model input (image, audio or text); two text columns for sentence pairs."
     )
-    label_column: str = Field("label", description="Column holding the class label (ids or names).")
+    label_column: str = Field("label", min_length=1, description="Column holding the class label (ids or names).")
     labels: list[str] | None = Field(
-        None, description="Class names in id order; default: the label column's ClassLabel names."
+        None,
+        min_length=2,
+        description="Class names in id order (at least two, each once); default: the label column's names.",
     )
     splits: SplitsSection = Field(default_factory=SplitsSection, description="Which source splits play which role.")
     test_fraction: float | None = Field(
@@ -116,9 +148,14 @@ class DataSection(_Section):
     validation_fraction: float | None = Field(
         None, gt=0, lt=1, description="Share of train carved out (stratified) as the validation split."
     )
-    split_seed: int = Field(0, description="Seed of the carved splits, so every strategy sees the same split.")
+    split_seed: int = Field(
+        0, ge=0, le=SEED_MAX, description="Seed of the carved splits, so every strategy sees the same split."
+    )
     train_samples_per_class: int | None = Field(
-        None, gt=0, description="Keep only this many training examples per class (few-shot experiments)."
+        None,
+        gt=0,
+        description="Keep at most this many training examples per class (few-shot experiments); a class with "
+        "fewer keeps all of its own, and the model card says so.",
     )
 
     @property
@@ -133,10 +170,40 @@ class DataSection(_Section):
             raise PydanticCustomError(
                 "input_columns", "name one column, or two for sentence pairs (got {n})", {"n": len(value)}
             )
+        names = [value] if isinstance(value, str) else value
+        if any(not n for n in names):
+            raise PydanticCustomError("input_columns", "a column name cannot be empty")
+        _no_duplicates(names, "column")
         return value
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct_labels(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _no_duplicates(value, "label")
 
     @model_validator(mode="after")
     def _splits_defined(self) -> DataSection:
+        if self.label_column in self.input_columns:
+            raise PydanticCustomError(
+                "label_is_input",
+                "data.label_column: '{c}' is also the input column; name the column that holds the class labels",
+                {"c": self.label_column},
+            )
+        for role in ("validation", "test"):
+            if getattr(self.splits, role) is not None and getattr(self.splits, role) == self.splits.train:
+                raise PydanticCustomError(
+                    "split_reuse",
+                    "data.splits.{role}: '{name}' is the training split, so the {role} score would be measured on "
+                    "training data; name another split, or unset it to carve one from train",
+                    {"role": role, "name": self.splits.train},
+                )
+        if self.splits.test is not None and self.splits.test == self.splits.validation:
+            raise PydanticCustomError(
+                "split_reuse",
+                "data.splits.test: '{name}' is also data.splits.validation, so the best epoch would be picked on "
+                "the test data; name two different splits",
+                {"name": self.splits.test},
+            )
         if self.splits.test is None and self.test_fraction is None:
             raise PydanticCustomError("no_test", "set data.splits.test or data.test_fraction: a run needs a test split")
         if self.splits.validation is None and self.validation_fraction is None:
@@ -180,35 +247,39 @@ class TuningSection(_Section):
 
 
 class TrainSection(_Section):
-    epochs: int = Field(3, gt=0, description="Passes over the training split.")
-    batch_size: int = Field(32, gt=0, description="Examples per step on each process.")
-    eval_batch_size: int = Field(128, gt=0, description="Examples per evaluation step on each process.")
-    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate of AdamW.")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    scheduler: str = Field("linear", description=f"Learning-rate schedule ({', '.join(SCHEDULERS)}).")
+    epochs: int = Field(3, gt=0, le=10_000, description="Passes over the training split.")
+    batch_size: int = Field(
+        32,
+        gt=0,
+        le=65_536,
+        description="Examples per step on each process; larger than the training split means one batch per "
+        "epoch (the model card says so).",
+    )
+    eval_batch_size: int = Field(128, gt=0, le=65_536, description="Examples per evaluation step on each process.")
+    learning_rate: float = Field(
+        1e-4, gt=0, le=1, description="Peak learning rate of AdamW (above 1 AdamW only diverges)."
+    )
+    weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW's decoupled weight decay.")
+    scheduler: Literal[SCHEDULERS] = Field(  # type: ignore[valid-type]
+        "linear", description=f"Learning-rate schedule after warmup: {', '.join(SCHEDULERS)}."
+    )
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of optimizer steps spent warming up.")
-    gradient_accumulation_steps: int = Field(1, gt=0, description="Batches summed per optimizer step.")
+    gradient_accumulation_steps: int = Field(1, gt=0, le=4096, description="Batches summed per optimizer step.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm; None disables it.")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field(
-        "bf16", description="Autocast dtype; bf16 also speeds up recent CPUs (AMX)."
+        "bf16",
+        description="Autocast dtype; bf16 also speeds up recent CPUs (AMX); fp16 needs a GPU.",
     )
-    seed: int = Field(0, description="Seed for the new head's initialisation and the data order.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed for the new head's initialisation and the data order.")
     checkpoint_steps: int | None = Field(
         None, gt=0, description="Also save a resumable checkpoint every N optimizer steps (one is saved every epoch)."
     )
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    num_workers: int = Field(0, ge=0, le=256, description="DataLoader worker processes.")
     class_weighting: Literal["none", "balanced"] = Field(
         "none",
         description="Weight the training loss by class: 'balanced' weighs each class by n_examples / "
         "(n_classes * its count), so a rare class counts as much as a common one.",
     )
-
-    @field_validator("scheduler")
-    @classmethod
-    def _known_scheduler(cls, value: str) -> str:
-        if value not in SCHEDULERS:
-            raise _unknown("scheduler", value, list(SCHEDULERS))
-        return value
 
 
 class EvalSection(_Section):
@@ -228,19 +299,19 @@ class EvalSection(_Section):
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, values: list[str]) -> list[str]:
-        from tlhub.metrics import METRICS
-
+        if not values:
+            raise PydanticCustomError("no_metrics", "name at least one metric (known: {known})", {"known": _metrics()})
         for v in values:
             if v not in METRICS:
                 raise _unknown("metric", v, sorted(METRICS))
-        return values
+        return _no_duplicates(values, "metric")
 
     @model_validator(mode="after")
     def _select_computed(self) -> EvalSection:
         if self.select_metric not in self.metrics:
             raise PydanticCustomError(
                 "select_metric",
-                "eval.select_metric '{m}' is not among eval.metrics ({ms})",
+                "eval.select_metric: '{m}' is not among eval.metrics ({ms})",
                 {"m": self.select_metric, "ms": ", ".join(self.metrics)},
             )
         return self
@@ -254,16 +325,24 @@ class Recipe(_Section):
     tuning: TuningSection = Field(description="Which parameters train.")
     train: TrainSection = Field(default_factory=TrainSection, description="The optimisation loop.")
     eval: EvalSection = Field(default_factory=EvalSection, description="Metrics and best-epoch selection.")
-    output_dir: str = Field(description="Run directory: the model folder, metrics, resolved recipe and model card.")
+    output_dir: str = Field(
+        min_length=1,
+        description="Run directory: the model folder, metrics, resolved recipe and model card. Never the "
+        "working directory, a parent of it, the recipe's folder or the base checkpoint's folder.",
+    )
+
+
+def _metrics() -> str:
+    return ", ".join(sorted(METRICS))
 
 
 def _describe_loc(loc: tuple[str | int, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
-    """The valid keys of the section at ``loc`` (for 'unknown key' messages)."""
-    model: type[BaseModel] | None = Recipe
+def _fields_at(root: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """The valid keys of the section at ``loc`` under ``root`` (for 'unknown key' messages)."""
+    model: type[BaseModel] | None = root
     for part in loc:
         if model is None or not isinstance(part, str) or part not in model.model_fields:
             return []
@@ -272,69 +351,99 @@ def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
     return list(model.model_fields) if model else []
 
 
-def format_errors(error: ValidationError) -> list[str]:
-    """One line per problem: ``key.path: what is wrong (what would be valid)``."""
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# Errors whose message already says everything (no "(got ...)" suffix).
+_SELF_EXPLAINED = {
+    "unknown_name",
+    "model_start",
+    "model_type",
+    "no_test",
+    "no_validation",
+    "select_metric",
+    "input_columns",
+    "duplicates",
+    "label_is_input",
+    "split_reuse",
+    "no_metrics",
+}
+
+
+def format_errors(error: ValidationError, root: type[BaseModel] = BaseModel, prefix: str = "") -> list[str]:
+    """One line per problem: ``key.path: what is wrong (what would be valid)``.
+
+    ``root`` is the model that was validated (for the valid keys of a section), ``prefix`` its key path.
+    """
     problems = []
     for e in error.errors():
         loc = tuple(e["loc"])
-        where = _describe_loc(loc) or "recipe"
+        where = prefix + (_describe_loc(loc) or "recipe") if loc else prefix.rstrip(".") or "recipe"
         if e["type"] == "extra_forbidden":
             key = str(loc[-1])
-            valid = _fields_at(loc[:-1])
+            valid = _fields_at(root, loc[:-1])
             close = difflib.get_close_matches(key, valid, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            problems.append(f"{where}: unknown key (valid keys here: {', '.join(valid)}){hint}")
+            problems.append(f"{where}: unknown key (valid keys here: {', '.join(valid) or 'none'}){hint}")
         elif e["type"] == "missing":
             problems.append(f"{where}: required key is missing")
-        elif e["type"] in (
-            "unknown_name",
-            "model_start",
-            "model_type",
-            "no_test",
-            "no_validation",
-            "select_metric",
-            "input_columns",
-        ):
-            problems.append(f"{where}: {e['msg']}")
+        elif e["type"] in _SELF_EXPLAINED:
+            # a message that names its own key (a check across keys) replaces the section's path
+            names_key = re.match(r"[a-z_]+(\.[a-z_]+)+: ", e["msg"])
+            problems.append(prefix + e["msg"] if names_key else f"{where}: {e['msg']}")
+        elif e["type"] in ("int_type", "float_type") and isinstance(e["input"], bool):
+            problems.append(f"{where}: {e['msg']} (got {str(e['input']).lower()}, a boolean)")
         else:
-            problems.append(f"{where}: {e['msg']} (got {e['input']!r})")
+            problems.append(f"{where}: {e['msg']} (got {_shown(e['input'])})")
     return problems
 
 
+def non_finite_numbers(value: Any, where: str = "") -> list[str]:
+    """Key paths holding inf or nan anywhere in a recipe (plugin options and configs included)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{where or 'recipe'}: {value} is not a finite number"]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in non_finite_numbers(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in non_finite_numbers(v, f"{where}.{i}")]
+    return []
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise RecipeError([f"override '{item[:60]}': expected KEY=VALUE, e.g. train.epochs=1"])
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(p.strip() for p in parts):
+        raise RecipeError([f"override '{item[:60]}': '{key}' is not a dotted key such as train.epochs"])
+    return parts, parse_yaml_value(raw, key.strip())
+
+
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | list[str]) -> dict[str, Any]:
-    """Set dotted keys in a recipe dict. Strings ``KEY=VALUE`` are parsed as YAML values."""
-    pairs: list[tuple[str, Any]] = []
+    """Set dotted keys in a recipe dict. Strings ``KEY=VALUE`` are parsed by the recipe's YAML reader."""
     if isinstance(overrides, dict):
-        pairs = list(overrides.items())
+        pairs = [(key.split("."), value) for key, value in overrides.items()]
     else:
-        for item in overrides:
-            if "=" not in item:
-                raise RecipeError([f"override '{item}': expected KEY=VALUE, e.g. train.epochs=1"])
-            key, raw = item.split("=", 1)
-            pairs.append((key.strip(), yaml.safe_load(raw) if raw != "" else None))
-    for key, value in pairs:
+        pairs = [_parse_override(item) for item in overrides]
+    for parts, value in pairs:
         node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                child = node[part] = {}
+                section = ".".join(parts[: depth + 1])
+                raise RecipeError(
+                    [f"override '{'.'.join(parts)}': {section} is {_shown(child)}, not a section with keys"]
+                )
             node = child
         node[parts[-1]] = value
     return data
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a recipe file into a dict; missing files and YAML syntax errors become ``RecipeError``."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError([f"recipe file not found (looked at {path.resolve()})"], source=str(path))
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise RecipeError([f"YAML syntax error at {where}: {exc.problem}"], source=str(path)) from None
+    """Read a recipe file into a dict; every problem with the file is a one-line ``RecipeError``."""
+    data = read_yaml_file(path)
     if not isinstance(data, dict):
         raise RecipeError(
             ["a recipe is a YAML mapping with keys model, data, tuning, train, eval, output_dir"], source=str(path)
@@ -347,10 +456,16 @@ def validate_recipe(data: dict[str, Any], source: str = "recipe", plugins: set[s
 
     ``plugins`` is the set of known plugin names; ``None`` skips that check.
     """
+    problems = non_finite_numbers(data)
     try:
-        return Recipe.model_validate(data, context={"plugins": plugins})
+        recipe = Recipe.model_validate(data, context={"plugins": plugins})
     except ValidationError as exc:
-        raise RecipeError(format_errors(exc), source=source) from None
+        problems += [
+            p for p in format_errors(exc, Recipe) if p.split(":")[0] not in {q.split(":")[0] for q in problems}
+        ]
+    if problems:
+        raise RecipeError(problems, source=source)
+    return recipe
 
 
 def load_recipe(

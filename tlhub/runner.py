@@ -1,13 +1,11 @@
-"""One recipe, start to finish: plan (cheap checks), then load, train, evaluate and save.
+"""One recipe, start to finish: the plan (every check, in :mod:`tlhub.plan`), then build, train, evaluate, save.
 
-:func:`plan_run` is everything ``tlhub validate`` does: the recipe, the plugin, the checkpoint's config,
-the data's schema and the input-type check, with no weights or data loaded in bulk.
-:func:`run` then builds and trains.
+:func:`run` decides nothing the plan has decided: it builds the model the plan describes, trains it in
+the run directory the plan checked, and writes what :class:`tlhub.rundir.RunDir` names.
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from dataclasses import dataclass
@@ -15,35 +13,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-from pydantic import ValidationError
-
-from tlhub import plugins
-from tlhub.checkpoint import config_from_dict, read_checkpoint_config
-from tlhub.data import Splits, load_splits, peek_features
-from tlhub.errors import DataError, RecipeError
-from tlhub.modality import Modality, check_input_types
-from tlhub.recipe import Recipe, dump_recipe, format_errors, load_recipe, validate_recipe
-from tlhub.tuning import apply_strategy, check_strategy, count_parameters
+from tlhub.plan import Plan, make_plan
+from tlhub.recipe import Recipe
 
 if TYPE_CHECKING:
-    import datasets
-    from transformers import PretrainedConfig
+    import torch
+    from accelerate import Accelerator
 
-
-@dataclass
-class Plan:
-    """What validation established about a recipe, before anything heavy loads."""
-
-    recipe: Recipe
-    source: str  # the recipe file, for messages
-    modality: Modality
-    checkpoint: str | None  # resolved location, None when training from scratch
-    checkpoint_origin: str | None  # where that location came from (local folder, HF cache, a package)
-    config: PretrainedConfig
-    features: datasets.Features
-    plugin_options: Any
+__all__ = ["Plan", "RunResult", "make_plan", "plan_run", "run"]
 
 
 @dataclass
@@ -54,64 +31,55 @@ class RunResult:
     output_dir: Path
 
 
-def _problems(source: str, problems: list[str]) -> RecipeError:
-    return RecipeError(problems, source=source)
-
-
 def plan_run(recipe: Recipe | str | Path, overrides: dict[str, Any] | list[str] | None = None) -> Plan:
-    """Validate everything that can be checked without loading weights or data in bulk."""
-    known = set(plugins.modalities()) | set(plugins.failed_plugins)
-    if isinstance(recipe, Recipe):
-        source = "recipe"
-        recipe = validate_recipe(recipe.model_dump(), source, plugins=known)
-    else:
-        source = str(recipe)
-        recipe = load_recipe(recipe, overrides, plugins=known)
-
-    modality = plugins.resolve_modality(recipe.model.plugin)
-    plugin_options = None
-    if modality.options is not None:
-        try:
-            plugin_options = modality.options.model_validate(recipe.model.options)
-        except ValidationError as exc:
-            raise _problems(source, [f"model.options.{p}" for p in format_errors(exc)]) from None
-    elif recipe.model.options:
-        raise _problems(
-            source, [f"model.options: plugin '{modality.name}' takes no options (got {recipe.model.options})"]
-        )
-
-    columns = recipe.data.input_columns
-    if len(columns) > modality.max_input_columns:
-        raise _problems(
-            source,
-            [
-                f"data.input_column: plugin '{modality.name}' reads {modality.max_input_columns} input column(s), "
-                f"got {len(columns)} ({', '.join(columns)})"
-            ],
-        )
-    checkpoint, origin = None, None
-    if recipe.model.checkpoint is not None:
-        resolved, config = read_checkpoint_config(recipe.model.checkpoint)
-        checkpoint, origin = resolved.location, resolved.origin
-    else:
-        config = config_from_dict(recipe.model.config or {})
-    features = peek_features(recipe.data, plugins.sources())
-    for column in columns:
-        check_input_types(
-            modality, recipe.model.checkpoint or "model.config", config, column, features[column], plugins.modalities()
-        )
-    # Strategy options that depend on the architecture (LoRA targets, frozen modules): check them on
-    # a model built on the meta device, which allocates no memory.
-    with torch.device("meta"):
-        skeleton = modality.auto_model.from_config(config)
-    strategy = recipe.tuning.strategy
-    if problems := check_strategy(strategy, skeleton, recipe.tuning.options(), modality):
-        raise _problems(source, problems)
-    return Plan(recipe, source, modality, checkpoint, origin, config, features, plugin_options)
+    """Everything ``tlhub validate`` checks (see :func:`tlhub.plan.make_plan`)."""
+    return make_plan(recipe, overrides)
 
 
-def _make_collate(plan: Plan, processor: Any) -> Any:
-    encode = plan.modality.make_encoder(processor, plan.config, plan.plugin_options)
+def run(
+    recipe: Recipe | str | Path | Plan,
+    overrides: dict[str, Any] | list[str] | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    command: str | None = None,
+) -> RunResult:
+    """Run a recipe (a file path, a :class:`Recipe` or a :class:`Plan`); return its metrics and output directory.
+
+    ``overrides`` sets dotted keys (``{"train.epochs": 1}`` or ``["train.epochs=1"]``). Works the same
+    under ``accelerate launch`` / ``torchrun`` with several processes.
+    """
+    started = time.time()
+    plan = recipe if isinstance(recipe, Plan) else make_plan(recipe, overrides)
+    return _execute(plan, resume, overwrite, command or f"tlhub.run({plan.source!r}, overrides={overrides!r})", started)
+
+
+def _accelerator(plan: Plan) -> Accelerator:
+    import torch
+    from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import set_seed
+
+    # A second run in the same process may ask for another precision; Accelerate keeps one global
+    # state, so clear its per-run part (the process group, if any, stays).
+    AcceleratorState._reset_state()
+    train = plan.recipe.train
+    accelerator = Accelerator(
+        # Accelerate only runs several CPU processes (torchrun, accelerate launch) when told it is on
+        # the CPU; on a machine with no accelerator, that is where it is.
+        cpu=not torch.accelerator.is_available(),
+        mixed_precision=train.mixed_precision,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    set_seed(train.seed)
+    return accelerator
+
+
+def _collate(plan: Plan) -> Any:
+    import torch
+
+    encode = plan.modality.call("make_encoder", processor=plan.processor, config=plan.config, options=plan.options)
     columns, label = plan.recipe.data.input_columns, plan.recipe.data.label_column
 
     def values(example: dict[str, Any]) -> Any:
@@ -125,117 +93,48 @@ def _make_collate(plan: Plan, processor: Any) -> Any:
     return collate
 
 
-def _checked_splits(plan: Plan, processor: Any) -> tuple[Splits, list[str]]:
-    """Load the splits and let the plugin check (and, by its options, clean) each one."""
-    splits = load_splits(plan.recipe.data, plugins.sources())
-    roles_of: dict[str, list[str]] = {}  # the same adaptation in several splits is said once
-    for role, split in splits.items():
-        checked, notes = plan.modality.check_data(
-            split, plan.recipe.data.input_columns, plan.config, processor, plan.plugin_options
-        )
-        if len(checked) == 0:
-            raise DataError(f"data.splits.{role}: no {role} examples are left after the plugin's checks")
-        setattr(splits, role, checked)
-        for note in notes:
-            roles_of.setdefault(note, []).append(role)
-    return splits, [f"{', '.join(roles)}: {note}" for note, roles in roles_of.items()]
+def _execute(plan: Plan, resume: bool, overwrite: bool, command: str, started: float) -> RunResult:
+    import torch
 
-
-def _class_weights(labels: list[int], num_classes: int, weighting: str) -> torch.Tensor | None:
-    """Loss weights per class ('balanced': n / (classes * count), scikit-learn's definition)."""
-    if weighting == "none":
-        return None
-    from sklearn.utils.class_weight import compute_class_weight
-
-    present = np.unique(labels)
-    weights = np.ones(num_classes)
-    weights[present] = compute_class_weight("balanced", classes=present, y=np.asarray(labels))
-    return torch.tensor(weights, dtype=torch.float32)
-
-
-def _data_description(recipe: Recipe, splits: Splits) -> dict[str, Any]:
-    files = f" ({recipe.data.data_files})" if recipe.data.data_files else ""
-    return {
-        "description": f"'{recipe.data.source}'{files}",
-        "labels": splits.labels,
-        "sizes": {role: len(split) for role, split in splits.items()},
-    }
-
-
-def run(
-    recipe: Recipe | str | Path,
-    overrides: dict[str, Any] | list[str] | None = None,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    command: str | None = None,
-) -> RunResult:
-    """Run a recipe (a file path or a :class:`Recipe`); return its metrics and output directory.
-
-    ``overrides`` sets dotted keys (``{"train.epochs": 1}`` or ``["train.epochs=1"]``). Works the same
-    under ``accelerate launch`` / ``torchrun`` with several processes.
-    """
-    from accelerate import Accelerator, DataLoaderConfiguration
-    from accelerate.state import AcceleratorState
-    from accelerate.utils import set_seed
-
+    from tlhub.card import CardFacts, base_provenance, model_card
+    from tlhub.engine import TrainingData, fit
     from tlhub.model import build_model
-    from tlhub.outputs import (
-        CardFacts,
-        base_provenance,
-        check_output_dir,
-        finish_run_dir,
-        save_model_folder,
-        start_run_dir,
-        write_model_card,
-    )
+    from tlhub.recipe import dump_recipe
+    from tlhub.rundir import RunDir
+    from tlhub.tuning import apply_strategy, count_parameters
 
-    started = time.time()
-    plan = plan_run(recipe, overrides)
-    command = command or f"tlhub.run({plan.source!r}, overrides={overrides!r})"
-    r, modality = plan.recipe, plan.modality
-    out = Path(r.output_dir)
+    r, modality, splits = plan.recipe, plan.modality, plan.splits
+    rundir = RunDir(plan.output_dir)
     resolved = r.model_dump(mode="json")
-    decision = check_output_dir(out, resume, overwrite, resolved)
+    accelerator = _accelerator(plan)
+    decision = rundir.decide(resume, overwrite, resolved)
+    accelerator.wait_for_everyone()  # every process decides before the main one writes
 
-    # A second run in the same process may ask for another precision; Accelerate keeps one global
-    # state, so clear its per-run part (the process group, if any, stays).
-    AcceleratorState._reset_state()
-    accelerator = Accelerator(
-        # Accelerate only runs several CPU processes (torchrun, accelerate launch) when told it is on
-        # the CPU; on a machine with no accelerator, that is where it is.
-        cpu=not torch.accelerator.is_available(),
-        mixed_precision=r.train.mixed_precision,
-        gradient_accumulation_steps=r.train.gradient_accumulation_steps,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
-    set_seed(r.train.seed)
-
-    processor = modality.load_processor(plan.checkpoint) if plan.checkpoint else modality.new_processor(plan.config)
-    with accelerator.main_process_first():
-        splits, adaptations = _checked_splits(plan, processor)
-    model, surgery = build_model(modality, plan.checkpoint, plan.config, splits.labels, plan.plugin_options)
+    model, surgery = build_model(modality, plan.checkpoint, plan.config, plan.options)
     tuned = apply_strategy(r.tuning.strategy, model, r.tuning.options(), modality)
     trainable, total = count_parameters(tuned)
+    learning_rate = r.tuning.learning_rate(r.train.learning_rate)
 
-    accelerator.print(f"tlhub: {plan.source} -> {out}  ({accelerator.num_processes} process(es), {accelerator.device})")
-    accelerator.print(
+    say = accelerator.print
+    say(f"tlhub: {plan.source} -> {rundir.path}  ({accelerator.num_processes} process(es), {accelerator.device})")
+    say(
         f"base: {r.model.checkpoint or 'none (from scratch)'} [{plan.config.model_type}, {modality.input_type}]"
         + (f" from {plan.checkpoint_origin}" if plan.checkpoint_origin else "")
     )
-    accelerator.print("data: " + "; ".join(splits.notes))
-    for line in surgery.lines + [f"adapted: {a}" for a in adaptations]:
-        accelerator.print(line)
-    accelerator.print(f"labels: {dict(enumerate(splits.labels))}")
-    accelerator.print(
-        f"strategy {r.tuning.strategy}: {trainable:,} trainable of {total:,} parameters, "
-        f"learning rate {r.tuning.learning_rate(r.train.learning_rate):g}"
-    )
+    say("data: " + "; ".join(splits.notes))
+    for line in surgery.lines + [f"adapted: {a}" for a in plan.adaptations]:
+        say(line)
+    say(f"labels: {dict(enumerate(splits.labels))}")
+    parameters = f"{trainable:,} trainable of {total:,} parameters"
+    say(f"strategy {r.tuning.strategy}: {parameters}, learning rate {learning_rate:g}")
 
-    data_info = _data_description(r, splits)
+    data_info = {
+        "description": f"'{r.data.source}'" + (f" ({r.data.data_files})" if r.data.data_files else ""),
+        "labels": splits.labels,
+        "sizes": {role: len(split) for role, split in splits.items()},
+    }
     if accelerator.is_main_process:
-        start_run_dir(
-            out,
+        rundir.start(
             decision,
             {
                 "recipe_file": plan.source,
@@ -249,57 +148,47 @@ def run(
         )
     accelerator.wait_for_everyone()
 
-    from tlhub.engine import fit
-
     columns = [*r.data.input_columns, r.data.label_column]
-    trained, state, evaluate = fit(
-        accelerator,
-        tuned,
-        splits.train.select_columns(columns),
-        splits.validation.select_columns(columns),
-        _make_collate(plan, processor),
-        r.train.model_copy(update={"learning_rate": r.tuning.learning_rate(r.train.learning_rate)}),
-        r.eval,
-        out,
+    data = TrainingData(
+        train=splits.train.select_columns(columns),
+        validation=splits.validation.select_columns(columns),
+        collate=_collate(plan),
         labels=splits.labels,
-        class_weights=_class_weights(splits.train[r.data.label_column], len(splits.labels), r.train.class_weighting),
-        resume=decision == "resume",
+        label_column=r.data.label_column,
     )
-    metrics = {
-        "validation": evaluate(splits.validation.select_columns(columns)),
-        "test": evaluate(splits.test.select_columns(columns)),
-    }
-    accelerator.print("test: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items() if k != "examples"))
+    train_settings = r.train.model_copy(update={"learning_rate": learning_rate})
+    trained, state, evaluate = fit(
+        accelerator, tuned, data, train_settings, r.eval, rundir.checkpoints, resume=decision == "resume"
+    )
+    metrics = {"validation": evaluate(data.validation), "test": evaluate(splits.test.select_columns(columns))}
+    say("test: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items() if k != "examples"))
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_model_folder(out, accelerator.unwrap_model(trained), processor)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        (out / "recipe.yaml").write_text(dump_recipe(r))
-        write_model_card(
-            out,
-            CardFacts(
-                recipe=r,
-                command=command,
-                base=r.model.checkpoint,
-                base_origin=plan.checkpoint_origin,
-                base_provenance=base_provenance(plan.checkpoint),
-                model_type=plan.config.model_type,
-                input_type=modality.input_type,
-                pipeline_task=modality.pipeline_task,
-                labels=splits.labels,
-                data_notes=splits.notes,
-                adaptations=adaptations,
-                surgery=surgery.lines,
-                trainable=trainable,
-                total=total,
-                best_epoch=state.best_epoch,
-                metrics=metrics,
-                history=state.history,
-            ),
+        rundir.save_model(accelerator.unwrap_model(trained), plan.processor)
+        facts = CardFacts(
+            recipe=r,
+            command=command,
+            base=r.model.checkpoint,
+            base_origin=plan.checkpoint_origin,
+            base_provenance=base_provenance(plan.checkpoint),
+            model_type=plan.config.model_type,
+            input_type=modality.input_type,
+            pipeline_task=modality.pipeline_task,
+            labels=splits.labels,
+            data_notes=splits.notes,
+            adaptations=plan.adaptations,
+            surgery=surgery.lines,
+            trainable=trainable,
+            total=total,
+            best_epoch=state.best_epoch,
+            metrics=metrics,
+            history=state.history,
         )
-        finish_run_dir(
-            out,
+        rundir.finish(
+            metrics,
+            dump_recipe(r),
+            model_card(rundir.path.name, facts),
             {
                 "metrics": metrics,
                 "best_epoch": state.best_epoch,
@@ -310,6 +199,6 @@ def run(
             },
         )
     accelerator.wait_for_everyone()
-    accelerator.print(f"saved: {out.resolve()}")
+    say(f"saved: {rundir.path.resolve()}")
     accelerator.end_training()
-    return RunResult(metrics=metrics, output_dir=out)
+    return RunResult(metrics=metrics, output_dir=rundir.path)

@@ -14,19 +14,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-import datasets
-import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field
-from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor
 
 import tlhub
 from tlhub.errors import DataError
-from tlhub_audio.espeak import load_espeak_words
-from tlhub_audio.files import load_audio_files
+from tlhub_audio import espeak, files
 
 if TYPE_CHECKING:
+    import datasets
+    import numpy as np
+    import torch
     from transformers import PretrainedConfig
+
+# torch, transformers and datasets load where they are used: `tlhub plugins` imports this module.
 
 SILENCE = 1e-4  # peak amplitude below which a clip counts as silent (-80 dBFS)
 
@@ -34,7 +34,7 @@ SILENCE = 1e-4  # peak amplitude below which a clip counts as silent (-80 dBFS)
 class Options(BaseModel):
     """``model.options`` of the audio plugin."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     max_seconds: float = Field(
         2.0, gt=0, description="Longest clip fed to the model; longer clips are cropped (and counted)."
@@ -46,10 +46,14 @@ class Options(BaseModel):
 
 
 def load_processor(checkpoint: str) -> Any:
+    from transformers import AutoFeatureExtractor
+
     return AutoFeatureExtractor.from_pretrained(checkpoint)
 
 
 def new_processor(config: PretrainedConfig) -> Any:
+    from transformers import Wav2Vec2FeatureExtractor
+
     # Models whose feature encoder normalises per layer read padded batches exactly (with the mask);
     # group-norm ones are trained without a mask, as transformers documents for wav2vec2-base.
     return Wav2Vec2FeatureExtractor(
@@ -63,6 +67,7 @@ def new_processor(config: PretrainedConfig) -> Any:
 
 def _decode(item: dict[str, Any]) -> tuple[torch.Tensor, int]:
     """``(channels x samples, rate)`` of one undecoded ``Audio`` value (a path and/or bytes)."""
+    import torch
     from torchcodec.decoders import AudioDecoder
 
     decoder = AudioDecoder(item["bytes"] if item.get("bytes") else item["path"])
@@ -76,14 +81,12 @@ def _decode(item: dict[str, Any]) -> tuple[torch.Tensor, int]:
 
 
 def check_data(
-    split: datasets.Dataset,
-    columns: list[str],
-    config: PretrainedConfig,
-    processor: Any,
-    options: Options,
+    split: datasets.Dataset, columns: list[str], processor: Any, options: Options
 ) -> tuple[datasets.Dataset, list[str]]:
     """Decode every clip once: refuse (or skip) what does not decode or is silent, mix down to mono,
     resample to the extractor's rate, crop to ``max_seconds``. The column then holds float arrays."""
+    import datasets
+    import numpy as np
     import torchaudio.functional
 
     (column,) = columns
@@ -137,9 +140,9 @@ def check_data(
     return prepared.add_column(column, arrays, feature=feature), notes  # type: ignore[arg-type]
 
 
-def make_encoder(
-    processor: Any, config: PretrainedConfig, options: Options
-) -> Callable[[Sequence[Any]], dict[str, torch.Tensor]]:
+def make_encoder(processor: Any) -> Callable[[Sequence[Any]], dict[str, torch.Tensor]]:
+    import numpy as np
+
     def encode(clips: Sequence[Any]) -> dict[str, torch.Tensor]:
         # Padded to the longest clip of the batch; the mask (for extractors that return one) lets the
         # model pool over the real frames only.
@@ -156,7 +159,7 @@ def register_modalities(register: Callable[[tlhub.Modality], None]) -> None:
             name="audio",
             input_type="audio",
             model_types=("wav2vec2", "hubert", "wavlm"),
-            auto_model=AutoModelForAudioClassification,
+            auto_model="AutoModelForAudioClassification",
             pipeline_task="audio-classification",
             # The frame projection and the classifier; the model mean-pools the projected frames in between.
             head_modules=("projector", "classifier"),
@@ -177,7 +180,9 @@ def register_sources(register: Callable[[tlhub.Source], None]) -> None:
     register(
         tlhub.Source(
             name="audio_files",
-            load=load_audio_files,
+            load=files.load_audio_files,
+            reads=("data_files", "load_options"),
+            options=files.Options,
             description="audio files matched by data.data_files (globs per split), labels from the file names "
             "(data.load_options.label_pattern) or their folders",
         )
@@ -185,7 +190,9 @@ def register_sources(register: Callable[[tlhub.Source], None]) -> None:
     register(
         tlhub.Source(
             name="espeak_words",
-            load=load_espeak_words,
+            load=espeak.load_espeak_words,
+            reads=("load_options",),
+            options=espeak.Options,
             description="English words (no digit names) spoken by espeak-ng in many voices, speeds and pitches; "
             "synthesised once into a cache folder (needs the espeak-ng program)",
         )

@@ -25,12 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import datasets
-import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from tlhub.errors import DataError
 
 if TYPE_CHECKING:
+    import datasets
+    import numpy as np
+
     from tlhub.recipe import DataSection
 
 ESPEAK = "espeak-ng"
@@ -100,7 +102,21 @@ SPEEDS = (110, 130, 150, 175, 200, 230)  # words per minute (espeak-ng's default
 PITCHES = (15, 30, 45, 60, 75, 90)  # 0-99 (default 50)
 # Half the clips are stored at 8 kHz (telephone band, like many recordings of speech), half at 16 kHz.
 RATES = (16000, 8000)
-OPTIONS = ("clips_per_word", "seed", "words", "folder")
+
+
+class Options(BaseModel):
+    """``data.load_options`` of the ``espeak_words`` source."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    words: list[str] | None = Field(
+        None, min_length=2, description="The words to speak (classes); default: 300 common English words."
+    )
+    clips_per_word: int = Field(20, gt=0, le=10_000, description="Clips synthesised per word.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the voices, speeds and pitches drawn per clip.")
+    folder: str | None = Field(
+        None, min_length=1, description="Where the corpus is kept; default: a folder in the datasets cache."
+    )
 
 
 def espeak_version() -> str:
@@ -141,6 +157,8 @@ def plan(words: list[str], clips_per_word: int, seed: int) -> list[dict[str, Any
 
 def _trimmed(samples: np.ndarray, rate: int, floor: float = 0.02) -> np.ndarray:
     """Cut leading and trailing silence (below ``floor`` of the peak), keeping 20 ms either side."""
+    import numpy as np
+
     loud = np.flatnonzero(np.abs(samples) >= floor * np.abs(samples).max())
     margin = rate // 50
     return samples[max(loud[0] - margin, 0) : loud[-1] + margin + 1]
@@ -148,6 +166,7 @@ def _trimmed(samples: np.ndarray, rate: int, floor: float = 0.02) -> np.ndarray:
 
 def synthesise(folder: Path, row: dict[str, Any]) -> None:
     """One clip: espeak-ng to a temporary WAV, trimmed, resampled (torchaudio), written as 16-bit mono."""
+    import numpy as np
     import torch
     import torchaudio.functional
 
@@ -220,18 +239,19 @@ def describe(corpus: dict[str, Any]) -> str:
 
 def load_espeak_words(data: DataSection) -> datasets.DatasetDict:
     """The corpus as one ``train`` split: ``audio`` (``datasets.Audio``) and ``label`` (the word)."""
-    options = dict(data.load_options)
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise DataError(f"data.load_options: source espeak_words takes {', '.join(OPTIONS)}, not {', '.join(unknown)}")
-    words = list(options.get("words") or WORDS)
+    import datasets
+
+    options = Options.model_validate(data.load_options)
+    words = list(options.words or WORDS)
     if bad := sorted(set(words) & DIGIT_WORDS):
         raise DataError(f"data.load_options.words: {', '.join(bad)} sound like digit names; leave them out")
-    clips_per_word, seed = int(options.get("clips_per_word", 20)), int(options.get("seed", 0))
+    if repeated := sorted({w for w in words if words.count(w) > 1}):
+        raise DataError(f"data.load_options.words: {', '.join(repeated)} listed more than once")
+    clips_per_word, seed = options.clips_per_word, options.seed
     settings = json.dumps([sorted(words), clips_per_word, seed, VOICES, VARIANTS, SPEEDS, PITCHES, RATES])
     key = hashlib.sha256(settings.encode()).hexdigest()[:12]
     default = Path(datasets.config.HF_DATASETS_CACHE).parent / "tlhub" / f"espeak_words-{key}"
-    folder = Path(options.get("folder") or default)
+    folder = Path(options.folder or default)
     espeak_version()  # a clear error before anything is built when the program is missing
     corpus = build_corpus(folder, words, clips_per_word, seed)
     info = datasets.DatasetInfo(description=describe(corpus))

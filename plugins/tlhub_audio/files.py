@@ -12,16 +12,29 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import datasets
-from datasets.data_files import DataFilesDict, sanitize_patterns
+from pydantic import BaseModel, ConfigDict, Field
 
 from tlhub.errors import DataError
 
 if TYPE_CHECKING:
+    import datasets
+
     from tlhub.recipe import DataSection
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aiff", ".aif")
-OPTIONS = ("label_pattern",)
+
+
+class Options(BaseModel):
+    """``data.load_options`` of the ``audio_files`` source."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    label_pattern: str | None = Field(
+        None,
+        min_length=1,
+        description="Regular expression searched in each file name; its first group (else the whole match) is "
+        "the label. Default: the name of the file's folder.",
+    )
 
 
 def _label_of(path: str, pattern: re.Pattern[str] | None) -> str:
@@ -38,12 +51,12 @@ def _label_of(path: str, pattern: re.Pattern[str] | None) -> str:
 
 def load_audio_files(data: DataSection) -> datasets.DatasetDict:
     """One split per ``data_files`` key: an ``audio`` column (``datasets.Audio``) and a ``label`` column."""
-    unknown = sorted(set(data.load_options) - set(OPTIONS))
-    if unknown:
-        raise DataError(f"data.load_options: source audio_files takes {', '.join(OPTIONS)}, not {', '.join(unknown)}")
+    import datasets
+    from datasets.data_files import DataFilesDict, sanitize_patterns
+
     if not data.data_files:
         raise DataError("data.data_files: source audio_files needs file patterns, e.g. {train: clips/*/*.wav}")
-    raw_pattern = data.load_options.get("label_pattern")
+    raw_pattern = Options.model_validate(data.load_options).label_pattern
     try:
         pattern = re.compile(raw_pattern) if raw_pattern else None
     except re.error as exc:

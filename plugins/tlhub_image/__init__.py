@@ -11,33 +11,47 @@ from collections.abc import Callable, Sequence
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
-import datasets
-import numpy as np
-import PIL.Image
-from transformers import AutoImageProcessor, AutoModelForImageClassification, ViTImageProcessorPil
-
 import tlhub
-from tlhub.errors import DataError
 
 if TYPE_CHECKING:
+    import datasets
+    import PIL.Image
     import torch
     from transformers import PretrainedConfig
 
+# torch, transformers and datasets load where they are used: `tlhub plugins` imports this module.
+
 
 def load_processor(checkpoint: str) -> Any:
+    from transformers import AutoImageProcessor
+
     # The PIL backend needs no torchvision, and matches what the checkpoint was trained with here.
     return AutoImageProcessor.from_pretrained(checkpoint, backend="pil")
 
 
 def new_processor(config: PretrainedConfig) -> Any:
+    from transformers import ViTImageProcessorPil
+
     size = config.image_size
     return ViTImageProcessorPil(size={"height": size, "width": size})
 
 
+def check_plan(config: PretrainedConfig, checkpoint: str | None) -> list[str]:
+    """A ViT cuts the image into patches: a patch larger than the image leaves none to read."""
+    image, patch = config.image_size, config.patch_size
+    if isinstance(image, int) and isinstance(patch, int) and patch > image:
+        where = "model.checkpoint" if checkpoint else "model.config"
+        return [f"{where}: patch_size {patch} is larger than image_size {image}, so the image has no patches"]
+    return []
+
+
 def check_data(
-    split: datasets.Dataset, columns: list[str], config: PretrainedConfig, processor: Any, options: None
+    split: datasets.Dataset, columns: list[str], config: PretrainedConfig
 ) -> tuple[datasets.Dataset, list[str]]:
     """Open every image header (cheap: no pixel decoding) to find unreadable files, modes and sizes."""
+    import datasets
+    import PIL.Image
+
     (column,) = columns
     raw = split.select_columns([column]).cast_column(column, datasets.Image(decode=False))
     modes: set[str] = set()
@@ -51,7 +65,9 @@ def check_data(
                     modes.add(image.mode)
                     sizes.add(image.size)
             except Exception as exc:
-                raise DataError(f"data: image file '{where}' cannot be read ({type(exc).__name__}: {exc})") from None
+                raise tlhub.DataError(
+                    f"data: image file '{where}' cannot be read ({type(exc).__name__}: {exc})"
+                ) from None
     adaptations = []
     target_mode = "RGB" if config.num_channels == 3 else "L"
     if modes - {target_mode}:
@@ -67,9 +83,7 @@ def check_data(
     return split, adaptations
 
 
-def make_encoder(
-    processor: Any, config: PretrainedConfig, options: None
-) -> Callable[[Sequence[Any]], dict[str, torch.Tensor]]:
+def make_encoder(processor: Any, config: PretrainedConfig) -> Callable[[Sequence[Any]], dict[str, torch.Tensor]]:
     mode = "RGB" if config.num_channels == 3 else "L"
 
     def encode(images: Sequence[PIL.Image.Image]) -> dict[str, torch.Tensor]:
@@ -81,6 +95,9 @@ def make_encoder(
 @functools.cache  # validation peeks at the schema, the run loads: build it once per process
 def load_digits() -> datasets.DatasetDict:
     """scikit-learn's 1,797 real 8x8 handwritten digits as grayscale images, in one ``train`` split."""
+    import datasets
+    import numpy as np
+    import PIL.Image
     from sklearn.datasets import load_digits as sklearn_digits
 
     bunch = sklearn_digits()
@@ -101,13 +118,14 @@ def register_modalities(register: Callable[[tlhub.Modality], None]) -> None:
             name="image",
             input_type="image",
             model_types=("vit",),
-            auto_model=AutoModelForImageClassification,
+            auto_model="AutoModelForImageClassification",
             pipeline_task="image-classification",
             head_modules=("classifier",),
             # transformers 5 names ViT's attention projections q/k/v/o_proj; LoRA's classic choice is q and v.
             lora_targets=("q_proj", "v_proj"),
             load_processor=load_processor,
             new_processor=new_processor,
+            check_plan=check_plan,
             check_data=check_data,
             make_encoder=make_encoder,
             description="ViT image classifiers (transformers AutoModelForImageClassification)",
@@ -120,7 +138,7 @@ def register_sources(register: Callable[[tlhub.Source], None]) -> None:
     register(
         tlhub.Source(
             name="sklearn_digits",
-            load=lambda data: load_digits(),  # takes no data_files or load_options
+            load=lambda data: load_digits(),  # reads no data_files, load_options or name
             description="scikit-learn's 1,797 real 8x8 grayscale handwritten digits, classes 0-9, one 'train' split",
         )
     )

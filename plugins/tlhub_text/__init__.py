@@ -21,22 +21,22 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, distribution
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-import datasets
-import torch
 from pydantic import BaseModel, ConfigDict, Field
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import tlhub
-from tlhub.errors import DataError, RecipeError
 
 if TYPE_CHECKING:
+    import datasets
+    import torch
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+# torch and transformers load where they are used: `tlhub plugins` imports this module.
 
 
 class Options(BaseModel):
     """``model.options`` of the text plugin."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     max_length: int = Field(128, gt=1, description="Tokens per example; longer texts are truncated (and counted).")
     pooling: Literal["mean", "cls"] = Field(
@@ -124,6 +124,8 @@ def _make_mean_pooling(layer: torch.nn.Module, family: Family) -> None:
     trained copy would keep attending uniformly; tlhub keeps the whole layer fixed.
     """
 
+    import torch
+
     def linear(name: str) -> torch.nn.Linear:
         return cast(torch.nn.Linear, layer.get_submodule(name))
 
@@ -145,13 +147,11 @@ def _make_mean_pooling(layer: torch.nn.Module, family: Family) -> None:
 
 def extend_model(model: PreTrainedModel, options: Options) -> list[str]:
     """With ``pooling: mean``, append the mean-pooling layer (fixed) that the head reads from."""
+    import torch
+
     config = model.config
     family = FAMILIES[config.model_type]
-    if options.pooling == "cls":
-        if getattr(config, _POOLING_LAYER, None) is not None:
-            raise RecipeError(
-                ["model.options.pooling: 'cls', but the checkpoint ends in a tlhub mean-pooling layer (use 'mean')"]
-            )
+    if options.pooling == "cls":  # check_plan refused a checkpoint that ends in a pooling layer
         return [f"the head ({', '.join(family.head)}) reads the first token, as {config.model_type} does by default"]
     layers = cast(torch.nn.ModuleList, model.get_submodule(family.layers))
     index = getattr(config, _POOLING_LAYER, None)
@@ -170,13 +170,33 @@ def extend_model(model: PreTrainedModel, options: Options) -> list[str]:
 
 
 def load_processor(checkpoint: str) -> Any:
+    from transformers import AutoTokenizer
+
     return AutoTokenizer.from_pretrained(checkpoint)
 
 
-def new_processor(config: PretrainedConfig) -> Any:
-    raise RecipeError(
+def new_processor() -> Any:
+    raise tlhub.RecipeError(
         ["model.config: a text model needs a tokenizer; start from a checkpoint (model.checkpoint) that has one"]
     )
+
+
+def check_plan(config: PretrainedConfig, options: Options) -> list[str]:
+    """Options the checkpoint cannot serve: more tokens than it has positions, or first-token pooling on a
+    checkpoint whose last layer is a tlhub mean-pooling layer."""
+    problems = []
+    limit = getattr(config, "max_position_embeddings", None)
+    if isinstance(limit, int) and options.max_length > limit:
+        problems.append(
+            f"model.options.max_length: {options.max_length} is more than the model's {limit} positions "
+            f"(max_position_embeddings); use at most {limit}"
+        )
+    if options.pooling == "cls" and getattr(config, _POOLING_LAYER, None) is not None:
+        problems.append(
+            "model.options.pooling: 'cls', but the checkpoint's last layer is a tlhub mean-pooling layer that "
+            "its head reads from; use 'mean'"
+        )
+    return problems
 
 
 def _unknown_share(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> float:
@@ -187,23 +207,15 @@ def _unknown_share(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> floa
 
 
 def check_data(
-    split: datasets.Dataset,
-    columns: list[str],
-    config: PretrainedConfig,
-    tokenizer: PreTrainedTokenizerBase,
-    options: Options,
+    split: datasets.Dataset, columns: list[str], processor: PreTrainedTokenizerBase, options: Options
 ) -> tuple[datasets.Dataset, list[str]]:
     """Missing texts, the unknown-token share of a sample, and how many texts ``max_length`` truncates."""
+    tokenizer = processor
     notes: list[str] = []
-    limit = getattr(config, "max_position_embeddings", None)
-    if limit is not None and options.max_length > limit:
-        raise RecipeError(
-            [f"model.options.max_length: {options.max_length} is more than the model's {limit} positions"]
-        )
     for column in columns:
         empty = [i for i, text in enumerate(split[column]) if text is None or not text.strip()]
         if empty and options.missing_text == "fail":
-            raise DataError(
+            raise tlhub.DataError(
                 f"data: {len(empty)} of {len(split)} examples have an empty or missing text in column '{column}'; "
                 "set model.options.missing_text: drop to drop them"
             )
@@ -222,7 +234,7 @@ def check_data(
                 f"{options.max_unknown_share:.0%}): this checkpoint's vocabulary does not cover this text"
             )
             if options.unknown_tokens == "fail":
-                raise DataError(f"data: {message}; set model.options.unknown_tokens: warn to go on anyway")
+                raise tlhub.DataError(f"data: {message}; set model.options.unknown_tokens: warn to go on anyway")
             notes.append(f"WARNING: {message}")
     texts = [list(split[c]) for c in columns]
     lengths = [len(ids) for ids in tokenizer(*texts, truncation=False)["input_ids"]]
@@ -235,8 +247,10 @@ def check_data(
 
 
 def make_encoder(
-    tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig, options: Options
+    processor: PreTrainedTokenizerBase, options: Options
 ) -> Callable[[Sequence[Any]], dict[str, torch.Tensor]]:
+    tokenizer = processor
+
     def encode(values: Sequence[Any]) -> dict[str, torch.Tensor]:
         # Dynamic padding: each batch is padded to its own longest example.
         texts = [list(column) for column in zip(*values, strict=True)] if isinstance(values[0], tuple) else [values]
@@ -274,12 +288,13 @@ def register_modalities(register: Callable[[tlhub.Modality], None]) -> None:
             name="text",
             input_type="text",
             model_types=tuple(FAMILIES),
-            auto_model=AutoModelForSequenceClassification,
+            auto_model="AutoModelForSequenceClassification",
             pipeline_task="text-classification",
             head_modules=head_modules,
             lora_targets=lora_targets,
             load_processor=load_processor,
             new_processor=new_processor,
+            check_plan=check_plan,
             check_data=check_data,
             make_encoder=make_encoder,
             extend_model=extend_model,

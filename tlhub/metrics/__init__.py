@@ -8,8 +8,10 @@ takes ``label_names`` (class names in id order) at ``compute``, for per-class sc
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import evaluate
+if TYPE_CHECKING:
+    import evaluate
 
 _HERE = Path(__file__).parent
 METRICS: dict[str, Path] = {
@@ -21,6 +23,8 @@ METRICS: dict[str, Path] = {
 
 def load_metrics(names: list[str], experiment_id: str = "tlhub") -> evaluate.CombinedEvaluations:
     """The named metrics combined into one, computed in memory (no cache files between processes)."""
+    import evaluate
+
     return evaluate.combine(
         [evaluate.load(str(METRICS[n]), keep_in_memory=True, experiment_id=experiment_id) for n in names]
     )

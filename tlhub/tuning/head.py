@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
-
-from tlhub.tuning.parameters import LearningRate, is_under
+from tlhub.tuning.parameters import LearningRate, StrategyOptions, is_under
 
 if TYPE_CHECKING:
     from torch import nn
@@ -14,10 +12,8 @@ if TYPE_CHECKING:
     from tlhub.modality import Modality
 
 
-class Options(BaseModel):
+class Options(StrategyOptions):
     """The plugin names the head's modules; a head alone learns fast, so it often wants its own rate."""
-
-    model_config = ConfigDict(extra="forbid")
 
     learning_rate: LearningRate = None
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from tlhub.errors import RecipeError
-from tlhub.tuning.parameters import LearningRate, is_under
+from tlhub.tuning.parameters import LearningRate, StrategyOptions, is_under
 
 if TYPE_CHECKING:
     from torch import nn
@@ -15,16 +16,26 @@ if TYPE_CHECKING:
     from tlhub.modality import Modality
 
 
-class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    r: int = Field(8, gt=0, description="Rank of the update matrices: more capacity, more parameters.")
-    alpha: int = Field(16, gt=0, description="Scaling numerator (lora_alpha); the update is scaled by alpha/r.")
+class Options(StrategyOptions):
+    r: int = Field(8, gt=0, le=4096, description="Rank of the update matrices: more capacity, more parameters.")
+    alpha: int = Field(
+        16, gt=0, le=65_536, description="Scaling numerator (lora_alpha); the update is scaled by alpha/r."
+    )
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter input.")
     target_modules: list[str] | None = Field(
-        None, description="Module names (suffixes) that get adapters; default: the plugin's attention projections."
+        None,
+        min_length=1,
+        description="Module names (suffixes) that get adapters; default (unset): the plugin's attention "
+        "projections. An empty list would adapt nothing.",
     )
     learning_rate: LearningRate = None
+
+    @field_validator("target_modules")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value and (repeated := sorted({m for m in value if value.count(m) > 1})):
+            raise PydanticCustomError("duplicates", "{m} listed more than once", {"m": ", ".join(repeated)})
+        return value
 
 
 def check(model: nn.Module, options: Options, modality: Modality) -> list[str]:

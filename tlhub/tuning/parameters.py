@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from torch import nn
 
+
+class StrategyOptions(BaseModel):
+    """Base of each strategy's ``Options``: as strict as the rest of a recipe (no bool-to-int, finite numbers)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
 # Every strategy's options block may set its own peak learning rate (a head alone takes larger steps).
 LearningRate = Annotated[
-    float | None, Field(gt=0, description="Peak learning rate under this strategy; default: train.learning_rate.")
+    float | None, Field(gt=0, le=1, description="Peak learning rate under this strategy; default: train.learning_rate.")
 ]
 
 

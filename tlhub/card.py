@@ -1,0 +1,138 @@
+"""The model card (``README.md`` of a run directory): a Hugging Face model card with the run's facts.
+
+It states the base checkpoint and what it was pretrained on, the data and every adaptation, the head
+surgery, the trainable parameters, the results, and the command that reproduces the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tlhub.checkpoint import is_hub_id
+from tlhub.rundir import read_run_record
+
+if TYPE_CHECKING:
+    from tlhub.recipe import Recipe
+
+
+def base_provenance(checkpoint: str | None) -> str:
+    """What a base checkpoint was pretrained on, as its own run records it (tlhub runs) or its card says."""
+    from huggingface_hub import ModelCard
+
+    if checkpoint is None:
+        return "none: trained from scratch"
+    folder = Path(checkpoint)
+    info = read_run_record(folder)
+    if info is not None:
+        data = info.get("data", {})
+        test = info.get("metrics", {}).get("test", {})
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k not in ("loss", "examples"))
+        return (
+            f"supervised pretraining by tlhub on {data.get('description', 'unrecorded data')} "
+            f"({len(data.get('labels', []))} classes: {', '.join(data.get('labels', []))}); "
+            f"its test split: {scores or 'not recorded'}"
+        )
+    readme = folder / "README.md"
+    if readme.is_file():
+        datasets_used = ModelCard.load(readme).data.to_dict().get("datasets")
+        if datasets_used:
+            return f"per its model card: {', '.join(datasets_used)}"
+    return "not recorded with the checkpoint"
+
+
+@dataclass
+class CardFacts:
+    """Everything the model card states, gathered by the run."""
+
+    recipe: Recipe
+    command: str
+    base: str | None  # as the recipe names it
+    base_origin: str | None  # where it was found: local folder, HF cache, a package's copy, the Hub
+    base_provenance: str
+    model_type: str
+    input_type: str
+    pipeline_task: str
+    labels: list[str]
+    data_notes: list[str]
+    adaptations: list[str]
+    surgery: list[str]
+    trainable: int
+    total: int
+    best_epoch: int | None
+    metrics: dict[str, dict[str, float]]
+    history: list[dict[str, Any]]
+
+
+def model_card(name: str, facts: CardFacts) -> str:
+    """The text of ``README.md``: Hugging Face model card metadata, then the run's facts."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    r = facts.recipe
+    data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag=facts.pipeline_task,
+        tags=["tlhub", f"tlhub-{r.tuning.strategy}", facts.input_type],
+        base_model=facts.base if facts.base and is_hub_id(facts.base) else None,
+    )
+    table = ["| split | " + " | ".join(next(iter(facts.metrics.values()))) + " |"]
+    table.append("|---" * (1 + len(next(iter(facts.metrics.values())))) + "|")
+    for split, scores in facts.metrics.items():
+        table.append(
+            f"| {split} | " + " | ".join(f"{v:.4f}" if k != "examples" else str(v) for k, v in scores.items()) + " |"
+        )
+    history = ["| epoch | train loss | validation " + r.eval.select_metric + " |", "|---|---|---|"]
+    for h in facts.history:
+        history.append(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['validation_' + r.eval.select_metric]:.4f} |")
+    how = (
+        f"fine-tuned by tlhub with the `{r.tuning.strategy}` strategy"
+        if facts.base
+        else "trained from scratch by tlhub (supervised pretraining: every layer starts from random values)"
+    )
+    picked = (
+        f"Best epoch {facts.best_epoch} of {r.train.epochs}, picked on validation {r.eval.select_metric}."
+        if r.eval.select_split == "validation"
+        else f"The last epoch ({facts.best_epoch}) is kept (eval.select_split: none)."
+    )
+    files = f" with data_files `{r.data.data_files}`" if r.data.data_files else ""
+    origin = f", loaded from {facts.base_origin}" if facts.base_origin else ""
+    bullets = lambda items: "\n".join(f"- {i}" for i in items) or "- none"  # noqa: E731
+    body = f"""
+# {name}
+
+A {facts.model_type} {facts.input_type} classifier for {len(facts.labels)} classes, {how}.
+
+## Base checkpoint
+- checkpoint: `{facts.base or "none (trained from scratch)"}`{origin}
+- input type: {facts.input_type} (model_type `{facts.model_type}`)
+- pretraining: {facts.base_provenance}
+
+## Data
+- source: `{r.data.source}`{files}
+- columns: input `{r.data.input_column}`, label `{r.data.label_column}`
+- labels (id: name): {", ".join(f"{i}: {n}" for i, n in enumerate(facts.labels))}
+{bullets(facts.data_notes)}
+
+Adapted by preprocessing:
+{bullets(facts.adaptations)}
+
+## Head surgery
+{bullets(facts.surgery)}
+
+Trainable parameters: {facts.trainable:,} of {facts.total:,} ({100 * facts.trainable / facts.total:.2f}%).
+
+## Results
+{picked}
+
+{chr(10).join(table)}
+
+{chr(10).join(history)}
+
+## Reproduce
+```
+{facts.command}
+```
+The fully resolved recipe is in `recipe.yaml`.
+"""
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
