@@ -208,3 +208,35 @@ def test_broken_plugin_packages_are_listed_with_their_errors_and_others_still_ru
     ran = subprocess.run([*tlhub_cli, "run", str(recipe)], env=env, capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert (tmp_path / "out" / "metrics.json").is_file()
+
+
+def test_every_modality_field_and_call_argument_is_documented() -> None:
+    import dataclasses
+
+    from tlhub.modality import CALLS
+
+    docs = (REPO / "docs" / "plugins.md").read_text()
+    for field in dataclasses.fields(tlhub.Modality):
+        if field.name != "plugin":  # set by tlhub, not by a plugin
+            assert f"| `{field.name}`" in docs, f"docs/plugins.md lacks the Modality field {field.name}"
+    for name, arguments in CALLS.items():
+        assert f"`({', '.join(arguments)})" in docs, f"docs/plugins.md lacks the call {name}({', '.join(arguments)})"
+
+
+def test_the_minimal_plugin_in_the_docs_works(tmp_path: Path, tiny_vit: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import digits_recipe, write_recipe
+
+    docs = (REPO / "docs" / "plugins.md").read_text()
+    code = docs.split("## A minimal plugin", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    module = types.ModuleType("docs_example")
+    exec(compile(code, "docs/plugins.md", "exec"), module.__dict__)
+    plugins.load_plugins()
+    plugins.pm.register(module, name="docs_example")
+    try:
+        recipe = digits_recipe(tiny_vit, tmp_path / "out", model={"plugin": "vit-all-attention"})
+        recipe["tuning"] = {"strategy": "lora"}
+        result = cli("validate", write_recipe(tmp_path / "r.yaml", recipe))
+        assert result.exit_code == 0, result.output
+        assert "plugin 'vit-all-attention' (image)" in result.output
+    finally:
+        plugins.pm.unregister(name="docs_example")

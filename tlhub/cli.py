@@ -1,4 +1,4 @@
-"""The ``tlhub`` command: ``run``, ``validate`` and ``plugins``.
+"""The ``tlhub`` command: ``run``, ``validate``, ``plugins`` and ``schema``.
 
 Bad input (any ``TlhubError``) prints one message and exits with code 2, without a traceback; anything
 else is a bug and keeps its traceback.

@@ -12,7 +12,7 @@ import difflib
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -25,6 +25,7 @@ from tlhub.tuning import STRATEGIES
 from tlhub.tuning import full as full_strategy
 from tlhub.tuning import head as head_strategy
 from tlhub.tuning import lora as lora_strategy
+from tlhub.tuning.parameters import Name
 
 # The schedules the engine builds from a warmup and a total step count alone (transformers.get_scheduler);
 # reduce_lr_on_plateau needs a metric per step and the *_min_lr / warmup_stable_decay ones more arguments.
@@ -80,7 +81,9 @@ class ModelSection(_Section):
         "used instead of `checkpoint`.",
     )
     options: dict[str, Any] = Field(
-        default_factory=dict, description="Plugin-specific options, checked by the plugin (see docs/recipes.md)."
+        default_factory=dict,
+        description="Options of the plugin named by model.plugin, checked by that plugin in `tlhub validate`; "
+        "`tlhub schema --markdown` lists each plugin's keys.",
     )
 
     @field_validator("plugin")
@@ -103,12 +106,14 @@ class ModelSection(_Section):
 
 
 class SplitsSection(_Section):
-    train: str = Field("train", description="Split of the source used for training.")
+    train: str = Field("train", min_length=1, description="Split of the source used for training.")
     validation: str | None = Field(
-        None, description="Split that picks the best epoch; None carves it from train (data.validation_fraction)."
+        None,
+        min_length=1,
+        description="Split that picks the best epoch; null carves it from train (data.validation_fraction).",
     )
     test: str | None = Field(
-        None, description="Split for the final test; None carves it from train (data.test_fraction)."
+        None, min_length=1, description="Split for the final test; null carves it from train (data.test_fraction)."
     )
 
 
@@ -119,21 +124,21 @@ class DataSection(_Section):
         "a Hub id, a local folder, or a builder such as parquet, csv, imagefolder with `data_files`.",
     )
     name: str | None = Field(None, min_length=1, description="Dataset configuration name (`load_dataset(path, name)`).")
-    data_files: str | list[str] | dict[str, str | list[str]] | None = Field(
+    data_files: Name | list[Name] | dict[str, Name | list[Name]] | None = Field(
         None,
         description="Files for a builder source, e.g. {train: a.parquet, test: b.parquet}; "
         "relative to the working directory.",
     )
     load_options: dict[str, Any] = Field(
         default_factory=dict,
-        description="More keyword arguments for `datasets.load_dataset`, such as a csv builder's "
-        "sep, column_names or quoting.",
+        description="For a registered source (`tlhub plugins`): its own options, checked by it. Otherwise more "
+        "keyword arguments for `datasets.load_dataset`, such as a csv builder's sep, column_names or quoting.",
     )
     input_column: str | list[str] = Field(
         description="Column holding the model input (image, audio or text); two text columns for sentence pairs."
     )
     label_column: str = Field("label", min_length=1, description="Column holding the class label (ids or names).")
-    labels: list[str] | None = Field(
+    labels: list[Name] | None = Field(
         None,
         min_length=2,
         description="Class names in id order (at least two, each once); default: the label column's names.",
@@ -143,7 +148,7 @@ class DataSection(_Section):
         None,
         gt=0,
         lt=1,
-        description="Share of train carved out (stratified) as the test split when splits.test is None.",
+        description="Share of train carved out (stratified) as the test split when splits.test is null.",
     )
     validation_fraction: float | None = Field(
         None, gt=0, lt=1, description="Share of train carved out (stratified) as the validation split."
@@ -154,6 +159,7 @@ class DataSection(_Section):
     train_samples_per_class: int | None = Field(
         None,
         gt=0,
+        le=10**9,
         description="Keep at most this many training examples per class (few-shot experiments); a class with "
         "fewer keeps all of its own, and the model card says so.",
     )
@@ -215,18 +221,25 @@ class DataSection(_Section):
 
 
 class TuningSection(_Section):
-    """``strategy`` picks one of ``tlhub.tuning.STRATEGIES``; each has its own block of options, so
-    switching with ``tuning.strategy=head`` keeps the others' settings valid."""
+    # `strategy` picks one of tlhub.tuning.STRATEGIES; each has its own block of options, so switching
+    # with `tuning.strategy=head` keeps the others' settings valid.
 
-    strategy: str = Field(description=f"How to fine-tune: {', '.join(sorted(STRATEGIES))}.")
+    strategy: str = Field(
+        description="How to fine-tune: head (only the new head trains: tiny data), full (every layer trains "
+        "from the pretrained values: more data), lora (low-rank adapters plus the new head).",
+        json_schema_extra={"enum": sorted(STRATEGIES)},
+    )
     full: full_strategy.Options = Field(
-        default_factory=full_strategy.Options, description="Options of `full`: modules kept frozen, learning rate."
+        default_factory=full_strategy.Options,
+        description="Options of `full`, used when tuning.strategy is full: every layer trains, but these.",
     )
     head: head_strategy.Options = Field(
-        default_factory=head_strategy.Options, description="Options of `head`: learning rate."
+        default_factory=head_strategy.Options,
+        description="Options of `head`, used when tuning.strategy is head: only the new head trains.",
     )
     lora: lora_strategy.Options = Field(
-        default_factory=lora_strategy.Options, description="Options of `lora`: rank, alpha, targets, learning rate."
+        default_factory=lora_strategy.Options,
+        description="Options of `lora`, used when tuning.strategy is lora: adapters on the backbone, head in full.",
     )
 
     @field_validator("strategy")
@@ -265,14 +278,17 @@ class TrainSection(_Section):
     )
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of optimizer steps spent warming up.")
     gradient_accumulation_steps: int = Field(1, gt=0, le=4096, description="Batches summed per optimizer step.")
-    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm; None disables it.")
+    max_grad_norm: float | None = Field(1.0, gt=0, le=1e6, description="Gradient clipping norm; null disables it.")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field(
         "bf16",
         description="Autocast dtype; bf16 also speeds up recent CPUs (AMX); fp16 needs a GPU.",
     )
     seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed for the new head's initialisation and the data order.")
     checkpoint_steps: int | None = Field(
-        None, gt=0, description="Also save a resumable checkpoint every N optimizer steps (one is saved every epoch)."
+        None,
+        gt=0,
+        le=10**9,
+        description="Also save a resumable checkpoint every N optimizer steps (one is saved every epoch).",
     )
     num_workers: int = Field(0, ge=0, le=256, description="DataLoader worker processes.")
     class_weighting: Literal["none", "balanced"] = Field(
@@ -283,7 +299,7 @@ class TrainSection(_Section):
 
 
 class EvalSection(_Section):
-    metrics: list[str] = Field(
+    metrics: list[Annotated[str, Field(json_schema_extra={"enum": sorted(METRICS)})]] = Field(
         default_factory=lambda: ["accuracy"],
         description="Metrics computed on every evaluated split (evaluate modules).",
     )
@@ -293,7 +309,9 @@ class EvalSection(_Section):
         "'none' keeps the last epoch.",
     )
     select_metric: str = Field(
-        "accuracy", description="Metric (higher is better) that picks the best epoch on select_split."
+        "accuracy",
+        description="Metric (higher is better) that picks the best epoch on select_split.",
+        json_schema_extra={"enum": sorted(METRICS)},
     )
 
     @field_validator("metrics")

@@ -37,7 +37,7 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     max_seconds: float = Field(
-        2.0, gt=0, description="Longest clip fed to the model; longer clips are cropped (and counted)."
+        2.0, gt=0, le=3600, description="Longest clip fed to the model; longer clips are cropped (and counted)."
     )
     bad_audio: Literal["fail", "skip"] = Field(
         "fail",
@@ -183,7 +183,7 @@ def register_sources(register: Callable[[tlhub.Source], None]) -> None:
             load=files.load_audio_files,
             reads=("data_files", "load_options"),
             options=files.Options,
-            description="audio files matched by data.data_files (globs per split), labels from the file names "
+            description="Audio files matched by data.data_files (globs per split), labels from the file names "
             "(data.load_options.label_pattern) or their folders",
         )
     )

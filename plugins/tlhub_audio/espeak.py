@@ -107,7 +107,7 @@ RATES = (16000, 8000)
 class Options(BaseModel):
     """``data.load_options`` of the ``espeak_words`` source."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     words: list[str] | None = Field(
         None, min_length=2, description="The words to speak (classes); default: 300 common English words."

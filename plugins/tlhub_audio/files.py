@@ -27,7 +27,7 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aiff", ".a
 class Options(BaseModel):
     """``data.load_options`` of the ``audio_files`` source."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     label_pattern: str | None = Field(
         None,

@@ -38,7 +38,9 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    max_length: int = Field(128, gt=1, description="Tokens per example; longer texts are truncated (and counted).")
+    max_length: int = Field(
+        128, gt=1, le=1_000_000, description="Tokens per example; longer texts are truncated (and counted)."
+    )
     pooling: Literal["mean", "cls"] = Field(
         "mean",
         description="What the head reads: 'mean' of the last layer's token vectors over the non-padding "

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from tlhub.errors import RecipeError
-from tlhub.tuning.parameters import LearningRate, StrategyOptions, is_under
+from tlhub.tuning.parameters import LearningRate, Name, StrategyOptions, is_under
 
 if TYPE_CHECKING:
     from torch import nn
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 class Options(StrategyOptions):
-    freeze: list[str] = Field(
+    freeze: list[Name] = Field(
         default_factory=list,
         description="Module names (dotted prefixes) kept frozen, e.g. a convolutional feature encoder; "
         "never the new head.",

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 class Options(StrategyOptions):
-    """The plugin names the head's modules; a head alone learns fast, so it often wants its own rate."""
+    # The plugin names the head's modules; a head alone learns fast, so it often wants its own rate.
 
     learning_rate: LearningRate = None
 

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from tlhub.errors import RecipeError
-from tlhub.tuning.parameters import LearningRate, StrategyOptions, is_under
+from tlhub.tuning.parameters import LearningRate, Name, StrategyOptions, is_under
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,7 +22,7 @@ class Options(StrategyOptions):
         16, gt=0, le=65_536, description="Scaling numerator (lora_alpha); the update is scaled by alpha/r."
     )
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter input.")
-    target_modules: list[str] | None = Field(
+    target_modules: list[Name] | None = Field(
         None,
         min_length=1,
         description="Module names (suffixes) that get adapters; default (unset): the plugin's attention "

@@ -10,6 +10,10 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+# A name of something (a module, a split, a label, a file pattern): never empty.
+Name = Annotated[str, Field(min_length=1)]
+
+
 class StrategyOptions(BaseModel):
     """Base of each strategy's ``Options``: as strict as the rest of a recipe (no bool-to-int, finite numbers)."""
 
