@@ -27,7 +27,8 @@ def _reports_errors(recipe_arg: bool = True) -> Callable[[Callable[..., Any]], C
             try:
                 return command(*args, **kwargs)
             except RecipeError as exc:
-                click.echo(f"error: {exc}", err=True)
+                where = f"{kwargs['recipe']}: " if recipe_arg and "recipe" in kwargs and exc.source is None else ""
+                click.echo(f"error: {where}{exc}", err=True)
             except TlhubError as exc:
                 where = f"{kwargs['recipe']}: " if recipe_arg and "recipe" in kwargs else ""
                 click.echo(f"error: {where}{exc}", err=True)

@@ -418,15 +418,18 @@ def format_errors(error: ValidationError, root: type[BaseModel] = BaseModel, pre
     return problems
 
 
-def non_finite_numbers(value: Any, where: str = "") -> list[str]:
-    """Key paths holding inf or nan anywhere in a recipe (plugin options and configs included)."""
+def non_finite_numbers(value: Any, where: str = "", _seen: frozenset[int] = frozenset()) -> list[str]:
+    """Key paths holding inf or nan anywhere in a recipe (plugin options and configs included), or a
+    mapping or list that contains itself (possible from Python, not from YAML: the reader refuses it)."""
     if isinstance(value, float) and not math.isfinite(value):
         return [f"{where or 'recipe'}: {value} is not a finite number"]
-    if isinstance(value, dict):
-        return [p for k, v in value.items() for p in non_finite_numbers(v, f"{where}.{k}" if where else str(k))]
-    if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in non_finite_numbers(v, f"{where}.{i}")]
-    return []
+    if not isinstance(value, dict | list):
+        return []
+    if id(value) in _seen:
+        return [f"{where or 'recipe'}: contains itself"]
+    seen = _seen | {id(value)}
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    return [p for k, v in items for p in non_finite_numbers(v, f"{where}.{k}" if where else str(k), seen)]
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
