@@ -170,7 +170,7 @@ def test_lora_targets_the_model_lacks(cli, recipe_file) -> None:
     assert_refused(
         cli("validate", path),
         "tuning.lora.target_modules: 'query', 'value' not in the model",
-        "(candidate linear modules: classifier, fc1, fc2, k_proj, o_proj, q_proj, v_proj)",
+        "(candidate linear modules: fc1, fc2, k_proj, o_proj, q_proj, v_proj)",
     )
 
 

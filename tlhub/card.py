@@ -65,6 +65,21 @@ class CardFacts:
     history: list[dict[str, Any]]
 
 
+def _loading_opt_ins(recipe: Recipe) -> list[str]:
+    """The recipe's opt-ins to riskier loading, stated so that whoever uses the model knows how it was built."""
+    lines = []
+    if recipe.model.trust_remote_code:
+        lines.append(
+            "model.trust_remote_code: on: Python code shipped with the checkpoint was allowed to run to load it"
+        )
+    if recipe.model.allow_partial_load:
+        lines.append(
+            "model.allow_partial_load: on: tensors outside the head that did not fit the checkpoint's config "
+            "started from random values or were dropped (see Head surgery)"
+        )
+    return lines
+
+
 def model_card(name: str, facts: CardFacts) -> str:
     """The text of ``README.md``: Hugging Face model card metadata, then the run's facts."""
     from huggingface_hub import ModelCard, ModelCardData
@@ -97,6 +112,7 @@ def model_card(name: str, facts: CardFacts) -> str:
     )
     files = f" with data_files `{r.data.data_files}`" if r.data.data_files else ""
     origin = f", loaded from {facts.base_origin}" if facts.base_origin else ""
+    opt_ins = "".join(f"\n- {line}" for line in _loading_opt_ins(r))
     bullets = lambda items: "\n".join(f"- {i}" for i in items) or "- none"  # noqa: E731
     body = f"""
 # {name}
@@ -106,7 +122,7 @@ A {facts.model_type} {facts.input_type} classifier for {len(facts.labels)} class
 ## Base checkpoint
 - checkpoint: `{facts.base or "none (trained from scratch)"}`{origin}
 - input type: {facts.input_type} (model_type `{facts.model_type}`)
-- pretraining: {facts.base_provenance}
+- pretraining: {facts.base_provenance}{opt_ins}
 
 ## Data
 - source: `{r.data.source}`{files}

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -17,7 +18,7 @@ from typing import Any
 
 import click
 
-from tlhub.errors import RecipeError, TlhubError
+from tlhub.errors import Interrupted, RecipeError, TlhubError
 
 
 def _reports_errors(recipe_arg: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -26,6 +27,9 @@ def _reports_errors(recipe_arg: bool = True) -> Callable[[Callable[..., Any]], C
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return command(*args, **kwargs)
+            except Interrupted as exc:  # SIGINT / SIGTERM: say how to go on, with the shell's exit code
+                click.echo(str(exc), err=True)
+                sys.exit(130)
             except RecipeError as exc:
                 where = f"{kwargs['recipe']}: " if recipe_arg and "recipe" in kwargs and exc.source is None else ""
                 click.echo(f"error: {where}{exc}", err=True)
@@ -50,7 +54,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("recipe")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in output_dir from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace whatever output_dir holds.")
@@ -59,13 +63,15 @@ def run(recipe: str, overrides: tuple[str, ...], resume: bool, overwrite: bool) 
     """Fine-tune (or pretrain) as RECIPE says, e.g. `tlhub run recipes/digits_vit.yaml train.epochs=1`."""
     from tlhub.runner import run as run_recipe
 
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops a run like Ctrl-C: cleanly
+
     flags = ["--resume"] * resume + ["--overwrite"] * overwrite
     command = shlex.join(["tlhub", "run", recipe, *overrides, *flags])
     run_recipe(recipe, list(overrides), resume=resume, overwrite=overwrite, command=command)
 
 
 @main.command()
-@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("recipe")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @_reports_errors()
 def validate(recipe: str, overrides: tuple[str, ...]) -> None:

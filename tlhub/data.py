@@ -66,6 +66,8 @@ def peek_features(section: DataSection, sources: dict[str, Source]) -> datasets.
         failed = _FailedFiles()
         try:
             with _logging_to(failed):
+                # No trust_remote_code, here or below: datasets 4+ (tlhub's floor) refuses loading scripts
+                # outright and only logs an error for the argument, so no dataset code can run.
                 streamed = datasets.load_dataset(section.source, streaming=True, **_load_kwargs(section))  # type: ignore[arg-type]
                 split = next(iter(streamed.values()))
                 features = split.features
@@ -143,7 +145,43 @@ def _load(section: DataSection, sources: dict[str, Source]) -> datasets.DatasetD
         raise DataError(f"{_describe_source(section)} cannot be loaded: {type(exc).__name__}: {exc}") from None
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
+    if section.lines_per_row == "one":
+        _check_rows_per_line(section, loaded)
     return loaded  # type: ignore[return-value]
+
+
+# Line-based builders (json is not: a JSON document may span lines), and the load options under which
+# lines and rows no longer match one to one.
+_LINE_BUILDERS = ("csv",)
+_LINE_SKIPPING = ("skiprows", "skipfooter", "comment", "nrows", "skip_blank_lines", "lineterminator")
+
+
+def _check_rows_per_line(section: DataSection, loaded: datasets.DatasetDict) -> None:
+    """Rows lost in reading are never silent: in a csv file every non-empty line is one row, so a
+    stray quote that swallows line breaks (or a record split over lines) shows as a count that differs."""
+    from datasets.data_files import DataFilesDict, sanitize_patterns
+
+    if section.source not in _LINE_BUILDERS or not section.data_files:
+        return
+    if any(key in section.load_options for key in _LINE_SKIPPING):
+        return
+    header = section.source == "csv" and "column_names" not in section.load_options
+    header = header and section.load_options.get("header", "infer") is not None
+    files = DataFilesDict.from_patterns(sanitize_patterns(section.data_files), base_path=".")
+    for split, paths in files.items():
+        if split not in loaded:
+            continue
+        lines = 0
+        for path in paths:
+            with open(path, "rb") as f:
+                lines += sum(1 for line in f if line.strip()) - header
+        if lines != loaded[split].num_rows:
+            raise DataError(
+                f"data.data_files: the {split} file(s) {', '.join(map(str, paths[:3]))} hold {lines} non-empty "
+                f"lines but were read as {loaded[split].num_rows} rows: a quote character that opens a quoted "
+                "field makes the reader join lines (set data.load_options.quoting: 3 to read quotes as plain "
+                "text), or records span several lines (then set data.lines_per_row: any)"
+            )
 
 
 def _label_names(dataset: datasets.DatasetDict, section: DataSection) -> list[str]:

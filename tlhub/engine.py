@@ -9,15 +9,18 @@ that takes a batch dict with ``labels`` and returns ``loss`` and ``logits``, and
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from tlhub.errors import CheckpointError
 from tlhub.metrics import load_metrics
 
 if TYPE_CHECKING:
@@ -42,35 +45,57 @@ class TrainingData:
     label_column: str
 
 
-@dataclass
-class TrainState:
-    """Progress that a resumed run needs besides weights, optimizer, scheduler and RNG states."""
+class TrainState(BaseModel):
+    """Progress that a resumed run needs besides weights, optimizer, scheduler and RNG states.
 
-    epoch: int = 0  # epochs finished
-    batches_in_epoch: int = 0  # batches of the current epoch already trained
-    step: int = 0  # optimizer steps taken
-    saves: int = 0  # checkpoints written so far; names the next one
+    Saved as JSON beside Accelerate's states (never pickled), so a checkpoint folder someone hands you
+    cannot run code when it is resumed; validated strictly when read back.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    epoch: int = Field(0, ge=0)  # epochs finished
+    batches_in_epoch: int = Field(0, ge=0)  # batches of the current epoch already trained
+    step: int = Field(0, ge=0)  # optimizer steps taken
+    saves: int = Field(0, ge=0)  # checkpoints written so far; names the next one
+    loss_sum: float = 0.0  # training losses of the current epoch's batches so far, summed ...
+    loss_batches: int = Field(0, ge=0)  # ... over this many batches: the epoch's train_loss survives a resume
     best_metric: float | None = None
     best_epoch: int | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    def state_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
+    history: list[dict[str, float | int]] = Field(default_factory=list)
 
 
 def _save_checkpoint(accelerator: Accelerator, state: TrainState, store: CheckpointStore) -> None:
-    """``save_state`` into the store's next folder, then mark it complete (the main process only)."""
+    """``save_state`` into the store's next folder, add tlhub's own state, then mark it complete."""
     state.saves += 1
     path = store.next(state.saves)
     accelerator.save_state(str(path))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        store.commit(path)
+        store.commit(path, state.model_dump_json())
     accelerator.wait_for_everyone()
+
+
+def _resume(accelerator: Accelerator, store: CheckpointStore) -> TrainState | None:
+    """The state of the newest complete checkpoint, loaded into the prepared objects; ``None`` when there is none."""
+    from pydantic import ValidationError
+
+    if (checkpoint := store.latest()) is None:
+        return None
+    try:
+        state = TrainState.model_validate_json(store.read_state(checkpoint))
+        accelerator.load_state(str(checkpoint))
+    except (ValidationError, OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        lines = str(exc).strip().splitlines()
+        raise CheckpointError(
+            f"output_dir: the checkpoint '{checkpoint}' does not load ({type(exc).__name__}: "
+            f"{lines[0][:200] if lines else ''}); delete that folder to resume from an earlier one, or "
+            "start again with --overwrite"
+        ) from None
+    accelerator.print(
+        f"resumed from {checkpoint}: epoch {state.epoch + 1}, batch {state.batches_in_epoch}, step {state.step}"
+    )
+    return state
 
 
 def class_weights(labels: list[int], num_classes: int, weighting: str) -> torch.Tensor | None:
@@ -154,8 +179,7 @@ def fit(
     model, optimizer, train_loader, scheduler, validation_loader = accelerator.prepare(
         model, optimizer, train_loader, scheduler, loader(data.validation)
     )
-    state = TrainState()
-    accelerator.register_for_checkpointing(state)
+    state = (_resume(accelerator, store) if resume else None) or TrainState()
     weights = class_weights(data.train[data.label_column], len(labels), train.class_weighting)
     if weights is not None:
         weights = weights.to(accelerator.device)
@@ -166,12 +190,6 @@ def fit(
             return outputs.loss  # type: ignore[no-any-return]
         return torch.nn.functional.cross_entropy(outputs.logits.float(), batch["labels"], weight=weights)
 
-    if resume and (checkpoint := store.latest()) is not None:
-        accelerator.load_state(str(checkpoint))
-        accelerator.print(
-            f"resumed from {checkpoint}: epoch {state.epoch + 1}, batch {state.batches_in_epoch}, step {state.step}"
-        )
-
     # Loaded once: each load reads and imports the metric modules.
     metric = load_metrics(evaluation.metrics, experiment_id=f"tlhub-{accelerator.process_index}")
     best_dir = store.best
@@ -181,7 +199,6 @@ def fit(
         batches = train_loader
         if state.batches_in_epoch:
             batches = accelerator.skip_first_batches(train_loader, state.batches_in_epoch)
-        running, seen = 0.0, 0
         progress = tqdm(
             batches,
             desc=f"epoch {epoch + 1}/{train.epochs}",
@@ -200,9 +217,9 @@ def fit(
                 scheduler.step()
                 optimizer.zero_grad()
             state.batches_in_epoch += 1
-            running += float(loss.detach())
-            seen += 1
-            progress.set_postfix(loss=f"{running / seen:.4f}", refresh=False)
+            state.loss_sum += float(loss.detach())
+            state.loss_batches += 1
+            progress.set_postfix(loss=f"{state.loss_sum / state.loss_batches:.4f}", refresh=False)
             if accelerator.sync_gradients:
                 state.step += 1
                 if train.checkpoint_steps and state.step % train.checkpoint_steps == 0:
@@ -215,19 +232,16 @@ def fit(
         if improved:
             state.best_metric, state.best_epoch = score, epoch + 1
             accelerator.save_model(model, best_dir)
+        train_loss = state.loss_sum / max(state.loss_batches, 1)
         state.history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": running / max(seen, 1),
-                **{f"validation_{k}": v for k, v in scores.items()},
-            }
+            {"epoch": epoch + 1, "train_loss": train_loss, **{f"validation_{k}": v for k, v in scores.items()}}
         )
         shown = "  ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "examples")
         accelerator.print(
-            f"epoch {epoch + 1}/{train.epochs}  train loss {running / max(seen, 1):.4f}  validation {shown}"
+            f"epoch {epoch + 1}/{train.epochs}  train loss {train_loss:.4f}  validation {shown}"
             + (("  (kept: last epoch)" if evaluation.select_split == "none" else "  (best so far)") if improved else "")
         )
-        state.epoch, state.batches_in_epoch = epoch + 1, 0
+        state.epoch, state.batches_in_epoch, state.loss_sum, state.loss_batches = epoch + 1, 0, 0.0, 0
         _save_checkpoint(accelerator, state, store)
 
     accelerator.wait_for_everyone()

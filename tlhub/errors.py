@@ -41,3 +41,7 @@ class InputTypeError(TlhubError):
 
 class OutputDirError(TlhubError):
     """The output directory holds something that a run must not overwrite."""
+
+
+class Interrupted(TlhubError):
+    """SIGINT or SIGTERM stopped a run; the message says how to continue it (exit code 130)."""

@@ -37,7 +37,7 @@ _MAIN_INPUT_TO_TYPE = {
 # The functions a Modality holds, and the keyword arguments tlhub passes to each (a function names
 # the subset it needs). Calls only ever gain arguments.
 CALLS: dict[str, tuple[str, ...]] = {
-    "load_processor": ("checkpoint", "config", "options"),
+    "load_processor": ("checkpoint", "config", "options", "trust_remote_code"),
     "new_processor": ("config", "options"),
     "check_plan": ("config", "checkpoint", "processor", "options"),
     "check_data": ("split", "columns", "config", "processor", "options"),
@@ -76,7 +76,8 @@ class Modality:
             they are replaced by a new head, saved with a LoRA adapter, and are the only trainable part
             under the ``head`` strategy.
         lora_targets: default LoRA target module names (suffixes), or ``config -> names``.
-        load_processor: ``(checkpoint, config, options) -> processor``, the checkpoint's own preprocessing.
+        load_processor: ``(checkpoint, config, options, trust_remote_code) -> processor``, the checkpoint's own
+            preprocessing; pass ``trust_remote_code`` (the recipe's opt-in) on to ``from_pretrained``.
         new_processor: ``(config, options) -> processor`` for a model trained from scratch; raise
             ``RecipeError`` when the family cannot be trained from scratch (a text model needs its tokenizer).
         check_plan: optional ``(config, checkpoint, processor, options) -> problems``: what only the plugin

@@ -110,19 +110,33 @@ def _precision_problems(recipe: Recipe) -> list[str]:
 
 def _model_start(recipe: Recipe) -> tuple[str | None, str | None, PretrainedConfig]:
     if recipe.model.checkpoint is not None:
-        resolved, config = read_checkpoint_config(recipe.model.checkpoint)
+        resolved, config = read_checkpoint_config(recipe.model.checkpoint, recipe.model.trust_remote_code)
         return resolved.location, resolved.origin, config
     return None, None, config_from_dict(recipe.model.config or {})
 
 
-def _processor(modality: Modality, checkpoint: str | None, config: PretrainedConfig, options: Any) -> Any:
+def _processor(
+    modality: Modality, checkpoint: str | None, config: PretrainedConfig, options: Any, trust_remote_code: bool = False
+) -> Any:
     """The checkpoint's own preprocessing (or a new one for a model from scratch), loaded now: it is small,
-    and a missing or broken file must stop ``validate``, not the run."""
+    and a missing or broken file must stop ``validate``, not the run. Code shipped with the checkpoint runs
+    only with ``trust_remote_code`` (the recipe's ``model.trust_remote_code``)."""
+    from tlhub.checkpoint import remote_code_error
+
     if checkpoint is None:
         return modality.call("new_processor", config=config, options=options)
     try:
-        return modality.call("load_processor", checkpoint=checkpoint, config=config, options=options)
-    except (OSError, ValueError, KeyError, TypeError) as exc:  # what transformers raises for missing/corrupt files
+        return modality.call(
+            "load_processor",
+            checkpoint=checkpoint,
+            config=config,
+            options=options,
+            trust_remote_code=trust_remote_code,
+        )
+    # what transformers raises for a missing file, or one whose JSON is not the mapping it expects
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        if not trust_remote_code and isinstance(exc, ValueError) and "trust_remote_code" in str(exc):
+            raise remote_code_error(checkpoint, checkpoint, "preprocessing") from None
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"model.checkpoint: the preprocessing of '{checkpoint}' does not load ({type(exc).__name__}: {detail}); "
@@ -138,7 +152,7 @@ def _skeleton_problems(modality: Modality, config: PretrainedConfig, recipe: Rec
     where = "model.checkpoint" if recipe.model.checkpoint else "model.config"
     try:
         with torch.device("meta"):
-            skeleton = modality.model_class.from_config(config)
+            skeleton = modality.model_class.from_config(config, trust_remote_code=recipe.model.trust_remote_code)
     except (ValueError, TypeError, RuntimeError, AttributeError, IndexError, ZeroDivisionError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return [f"{where}: a {config.model_type} model cannot be built from this config ({detail})"]
@@ -182,7 +196,7 @@ def make_plan(recipe: Recipe | str | Path, overrides: dict[str, Any] | list[str]
         check_input_types(
             modality, recipe.model.checkpoint or "model.config", config, column, features[column], registry.modalities
         )
-    processor = _processor(modality, checkpoint, config, options)
+    processor = _processor(modality, checkpoint, config, options, recipe.model.trust_remote_code)
     if modality.check_plan is not None:
         found = modality.call("check_plan", config=config, checkpoint=checkpoint, processor=processor, options=options)
         problems = list(found or [])

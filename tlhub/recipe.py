@@ -46,6 +46,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
+def _enum(names: Any) -> Any:
+    """A JSON Schema ``enum`` for a name the validators check (with did-you-mean messages), for editors."""
+    return {"enum": sorted(names)}
+
+
 def _no_duplicates(values: list[str], what: str) -> list[str]:
     seen = {v for v in values if values.count(v) > 1}
     if seen:
@@ -84,6 +89,18 @@ class ModelSection(_Section):
         default_factory=dict,
         description="Options of the plugin named by model.plugin, checked by that plugin in `tlhub validate`; "
         "`tlhub schema --markdown` lists each plugin's keys.",
+    )
+    trust_remote_code: bool = Field(
+        False,
+        description="Run Python code shipped with the checkpoint (config.json `auto_map`: its own config, model "
+        "or preprocessing classes) to load it. That code runs with your rights: only for sources you trust. "
+        "Datasets' loading scripts never run (datasets 4+ removed them). The model card states it.",
+    )
+    allow_partial_load: bool = Field(
+        False,
+        description="Start from a checkpoint whose tensors outside the head do not all fit its config (missing, "
+        "extra or of another size): those start from random values or are dropped, a warning in the head "
+        "surgery and model card. Off: such a checkpoint is refused, since it belongs to another architecture.",
     )
 
     @field_validator("plugin")
@@ -133,6 +150,11 @@ class DataSection(_Section):
         default_factory=dict,
         description="For a registered source (`tlhub plugins`): its own options, checked by it. Otherwise more "
         "keyword arguments for `datasets.load_dataset`, such as a csv builder's sep, column_names or quoting.",
+    )
+    lines_per_row: Literal["one", "any"] = Field(
+        "one",
+        description="For csv files: 'one' checks that every non-empty line (after a header) is one row, so rows "
+        "lost to a stray quote are an error; 'any' allows quoted fields that span lines.",
     )
     input_column: str | list[str] = Field(
         description="Column holding the model input (image, audio or text); two text columns for sentence pairs."
@@ -227,7 +249,7 @@ class TuningSection(_Section):
     strategy: str = Field(
         description="How to fine-tune: head (only the new head trains: tiny data), full (every layer trains "
         "from the pretrained values: more data), lora (low-rank adapters plus the new head).",
-        json_schema_extra={"enum": sorted(STRATEGIES)},
+        json_schema_extra=_enum(STRATEGIES),
     )
     full: full_strategy.Options = Field(
         default_factory=full_strategy.Options,
@@ -299,7 +321,7 @@ class TrainSection(_Section):
 
 
 class EvalSection(_Section):
-    metrics: list[Annotated[str, Field(json_schema_extra={"enum": sorted(METRICS)})]] = Field(
+    metrics: list[Annotated[str, Field(json_schema_extra=_enum(METRICS))]] = Field(
         default_factory=lambda: ["accuracy"],
         description="Metrics computed on every evaluated split (evaluate modules).",
     )
@@ -311,7 +333,7 @@ class EvalSection(_Section):
     select_metric: str = Field(
         "accuracy",
         description="Metric (higher is better) that picks the best epoch on select_split.",
-        json_schema_extra={"enum": sorted(METRICS)},
+        json_schema_extra=_enum(METRICS),
     )
 
     @field_validator("metrics")

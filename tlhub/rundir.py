@@ -9,8 +9,11 @@ none builds one.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from typing import Any
 from tlhub.errors import OutputDirError
 
 _COMPLETE = "COMPLETE"  # written into a checkpoint folder once its save has returned
+_TRAIN_STATE = "train_state.json"  # the loop's progress (TrainState), beside Accelerate's states
 _NAME_MAX = 255  # bytes per path component on the usual file systems (ext4, xfs, btrfs, tmpfs)
 _PATH_MAX = 4096
 
@@ -43,8 +47,9 @@ def check_location(output_dir: str, recipe_file: str | None, checkpoint: str | N
     protected = {Path.cwd().resolve(): "the working directory"}
     if recipe_file is not None:
         protected[Path(recipe_file).resolve().parent] = "the recipe's folder"
-    if checkpoint is not None and Path(checkpoint).expanduser().exists():
-        protected[Path(checkpoint).expanduser().resolve()] = "the base checkpoint's folder"
+    with contextlib.suppress(OSError):  # a name too long to be a folder is no folder to protect
+        if checkpoint is not None and Path(checkpoint).expanduser().exists():
+            protected[Path(checkpoint).expanduser().resolve()] = "the base checkpoint's folder"
     for folder, what in protected.items():
         if resolved == folder or resolved in folder.parents:
             inside = "" if resolved == folder else f" (a parent of {what})"
@@ -72,11 +77,16 @@ class CheckpointStore:
         """The folder for the ``number``-th save."""
         return self.folder / f"checkpoint_{number}"
 
-    def commit(self, path: Path, keep: int = 2) -> None:
-        """Mark a finished save complete and drop all but the newest ``keep``."""
+    def commit(self, path: Path, state: str, keep: int = 2) -> None:
+        """Add the loop's own state (JSON) to a finished save, mark it complete, drop all but the newest ``keep``."""
+        (path / _TRAIN_STATE).write_text(state)
         (path / _COMPLETE).touch()
         for older in sorted(self.folder.glob("checkpoint_*"), key=_number)[:-keep]:
             shutil.rmtree(older)
+
+    def read_state(self, path: Path) -> str:
+        """The loop's own state saved with checkpoint ``path`` (JSON text)."""
+        return (path / _TRAIN_STATE).read_text()
 
     def latest(self) -> Path | None:
         """The newest checkpoint whose save completed (a kill during a save leaves an incomplete one)."""
@@ -89,7 +99,14 @@ def _number(path: Path) -> int:
 
 
 class RunDir:
-    """The files of one run under ``path``."""
+    """The files of one run under ``path``, and who may write them.
+
+    Every top-level entry tlhub writes is recorded in a manifest before (or, for files whose names
+    transformers picks, right after) it is written; ``--overwrite`` removes exactly those entries and
+    keeps everything else. An exclusive lock is held from the decision to the end of the run, so two runs
+    never share a folder. ``run.json`` says whether the run is ``running`` (or was interrupted, when no
+    one holds the lock), ``failed`` (with the error) or ``finished``.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -99,54 +116,183 @@ class RunDir:
         self.card = path / "README.md"
         self.adapter = path / "adapter"
         self.checkpoints = CheckpointStore(folder=path / "checkpoints", best=path / "best_model")
+        self._manifest = path / ".tlhub-manifest"  # the top-level names tlhub wrote, one per line
+        self._lock_file = path / ".tlhub.lock"
+        self._owner = path / ".tlhub-owner.json"  # who holds the lock, for the message of the next one
+        self._lock: Any = None
+        self._created = False  # the run made the folder: a run that fails before starting removes it
 
-    def decide(self, resume: bool, overwrite: bool, recipe: dict[str, Any]) -> str:
-        """What to do with the directory before anything is written: ``fresh``, ``resume`` or ``replace``.
+    # --- claiming the folder -------------------------------------------------------------------
 
-        A non-empty directory is never overwritten silently: it takes ``--overwrite``, or ``--resume`` for
-        an interrupted run of the same recipe.
+    def claim(self, resume: bool, overwrite: bool, record: dict[str, Any]) -> str:
+        """Lock the folder and decide, under the lock: ``fresh``, ``resume`` or ``replace``.
+
+        ``record`` is the new run's ``run.json`` (its ``recipe`` and ``base_fingerprint`` are compared
+        with an interrupted run's on ``--resume``). Raises ``OutputDirError`` with one line.
         """
+        from filelock import FileLock, Timeout
+
+        if resume and overwrite:
+            raise OutputDirError("--resume and --overwrite contradict each other: resume the run, or replace it")
+        try:
+            self._created = not self.path.exists()
+            self.path.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(self._lock_file), timeout=0)
+            lock.acquire()
+        except Timeout:
+            raise OutputDirError(
+                f"output_dir: '{self.path}' is in use by another tlhub run ({self._holder()})"
+            ) from None
+        except OSError as exc:
+            raise OutputDirError(f"output_dir: cannot create '{self.path}' ({exc.strerror})") from None
+        self._lock = lock
+        try:
+            self._owner.write_text(
+                json.dumps(
+                    {
+                        "pid": os.getpid(),
+                        "host": socket.gethostname(),
+                        "command": record.get("command"),
+                        "since": record.get("started"),
+                    }
+                )
+            )
+            return self._decide(resume, overwrite, record)
+        except BaseException:
+            self.release(failed_before_start=True)
+            raise
+
+    def _holder(self) -> str:
+        try:
+            owner = json.loads(self._owner.read_text())
+            return f"pid {owner['pid']} on {owner['host']} since {owner['since']}: {owner['command']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "its owner did not say who it is"
+
+    def _decide(self, resume: bool, overwrite: bool, record: dict[str, Any]) -> str:
         path = self.path
-        if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-            return "fresh"
-        if not path.is_dir():
-            raise OutputDirError(f"output_dir: '{path}' is a file, not a directory")
-        if overwrite:
-            return "replace"
-        info = self.read_record()
+        ours = self._recorded()
+        others = sorted(p.name for p in path.iterdir() if p.name not in ours and p.name not in self._control())
+        info = self.read_record() if self.run_file.name in ours else None
         advice = f"pass --overwrite to replace it, or choose another output_dir (e.g. output_dir={path}-2)"
         if info is None:
-            raise OutputDirError(f"output_dir: '{path}' is not empty and holds no tlhub run; {advice}")
-        if not resume:
-            if info.get("finished"):
+            if resume:
+                raise OutputDirError(f"output_dir: '{path}' holds no tlhub run: nothing to resume")
+            if not others:
+                return "fresh"
+            clash = sorted(set(others) & self._fixed_names())
+            if overwrite and not clash:
+                return "replace"  # write beside the user's files; they stay
+            if clash:
                 raise OutputDirError(
-                    f"output_dir: '{path}' holds a finished run of {info.get('recipe_file')}; {advice}"
+                    f"output_dir: '{path}' holds {', '.join(clash)}, which tlhub did not write and a run would "
+                    "replace; choose another output_dir"
+                )
+            raise OutputDirError(f"output_dir: '{path}' is not empty and holds no tlhub run; {advice}")
+        status, of = info.get("status", "finished" if info.get("finished") else "running"), info.get("recipe_file")
+        if overwrite:
+            return "replace"
+        if not resume:
+            if status == "finished":
+                raise OutputDirError(f"output_dir: '{path}' holds a finished run of {of}; {advice}")
+            if status == "failed":
+                why = info.get("error") or "no reason recorded"
+                raise OutputDirError(
+                    f"output_dir: '{path}' holds a run of {of} that failed ({why}); "
+                    f"pass --resume to continue it once the cause is fixed, or {advice}"
                 )
             raise OutputDirError(
-                f"output_dir: '{path}' holds an interrupted run of {info.get('recipe_file')}: pass --resume to "
-                f"continue it, or {advice}"
+                f"output_dir: '{path}' holds an interrupted run of {of}: pass --resume to continue it, or {advice}"
             )
-        if info.get("finished"):
+        if status == "finished":
             raise OutputDirError(f"output_dir: '{path}' holds a finished run; nothing to resume; {advice}")
-        changed = _changed_keys(info.get("recipe", {}), recipe)
-        if changed:
+        if changed := _changed_keys(info.get("recipe", {}), record["recipe"]):
             raise OutputDirError(
                 f"output_dir: '{path}' holds a run of a different recipe (differs at: {', '.join(changed)}); "
                 f"resume with the same recipe and overrides, or {advice}"
             )
-        return "resume" if self.checkpoints.latest() is not None else "replace"
+        if info.get("base_fingerprint") != record.get("base_fingerprint"):
+            raise OutputDirError(
+                f"output_dir: the base checkpoint changed since the run in '{path}' started (its config or weights "
+                f"differ); resuming would mix two bases; {advice}"
+            )
+        if self.checkpoints.latest() is None:
+            raise OutputDirError(
+                f"output_dir: the run in '{path}' stopped before its first checkpoint: nothing to resume; {advice}"
+            )
+        return "resume"
+
+    def _recorded(self) -> set[str]:
+        try:
+            return {line for line in self._manifest.read_text().splitlines() if line}
+        except FileNotFoundError:
+            return set()
+
+    def _control(self) -> set[str]:
+        return {self._manifest.name, self._lock_file.name, self._owner.name}
+
+    def _fixed_names(self) -> set[str]:
+        fixed = (self.run_file, self.metrics_file, self.recipe_file, self.card, self.adapter)
+        return {p.name for p in fixed} | {self.checkpoints.folder.name, self.checkpoints.best.name}
+
+    def _record(self, *names: str) -> None:
+        """Add top-level names to the manifest (before writing them, so a crash never hides one)."""
+        new = [n for n in names if n not in self._recorded()]
+        if new:
+            with self._manifest.open("a") as manifest:
+                manifest.write("".join(f"{n}\n" for n in new))
+
+    def _remove_recorded(self) -> None:
+        """Remove exactly what earlier runs recorded; never follow a link out of the folder."""
+        for name in sorted(self._recorded()):
+            entry = self.path / name
+            if "/" in name or name in ("", ".", "..") or not (entry.exists() or entry.is_symlink()):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        self._manifest.unlink(missing_ok=True)
+
+    def release(self, failed_before_start: bool = False) -> None:
+        """Give the folder back; a run that failed before writing anything leaves no trace."""
+        if self._lock is None:
+            return
+        self._owner.unlink(missing_ok=True)
+        self._lock.release()
+        self._lock_file.unlink(missing_ok=True)
+        self._lock = None
+        if failed_before_start and self._created and not any(self.path.iterdir()):
+            self.path.rmdir()
+
+    # --- the run's lifetime --------------------------------------------------------------------
+
+    def start(self, decision: str, record: dict[str, Any]) -> None:
+        """Clear what an earlier run wrote (``replace``) and write ``run.json`` (status ``running``)."""
+        if decision == "replace":
+            self._remove_recorded()
+        if decision == "resume":
+            self.update_record(status="running", error=None)
+            return
+        self._record(self.run_file.name)
+        self.run_file.write_text(json.dumps({**record, "status": "running", "finished": False}, indent=2))
+        self._record(self.checkpoints.folder.name, self.checkpoints.best.name)
 
     def read_record(self) -> dict[str, Any] | None:
         """``run.json`` of this directory, or ``None`` when there is none."""
         return read_run_record(self.path)
 
-    def start(self, decision: str, info: dict[str, Any]) -> None:
-        """Create (or clear, for ``replace``) the directory and write ``run.json``."""
-        if decision == "replace" and self.path.exists():
-            shutil.rmtree(self.path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        if decision != "resume":
-            self.run_file.write_text(json.dumps(info, indent=2))
+    def update_record(self, **values: Any) -> None:
+        """Change fields of ``run.json``."""
+        info = self.read_record() or {}
+        info.update(values)
+        self.run_file.write_text(json.dumps(info, indent=2))
+
+    def fail(self, error: str) -> None:
+        """Say in ``run.json`` why the run stopped (best effort: the disk may be what failed)."""
+        with contextlib.suppress(OSError, OutputDirError):
+            if self.run_file.is_file():
+                self.update_record(status="failed", error=error)
 
     def save_model(self, model: Any, processor: Any) -> None:
         """A Hugging Face model folder (weights, config with the label map, processor).
@@ -156,21 +302,23 @@ class RunDir:
         """
         from peft import PeftModel
 
+        before = {p.name for p in self.path.iterdir()}
         if isinstance(model, PeftModel):
+            self._record(self.adapter.name)
             model.save_pretrained(str(self.adapter))
             processor.save_pretrained(self.adapter)
             model = model.merge_and_unload()
         model.save_pretrained(self.path)
         processor.save_pretrained(self.path)
+        self._record(*sorted({p.name for p in self.path.iterdir()} - before - self._control()))
 
     def finish(self, metrics: dict[str, Any], recipe_yaml: str, card: str, record: dict[str, Any]) -> None:
         """Write the results, mark the run finished in ``run.json`` and drop the resumable checkpoints."""
+        self._record(self.metrics_file.name, self.recipe_file.name, self.card.name)
         self.metrics_file.write_text(json.dumps(metrics, indent=2))
         self.recipe_file.write_text(recipe_yaml)
         self.card.write_text(card)
-        info = self.read_record() or {}
-        info.update(record, finished=True)
-        self.run_file.write_text(json.dumps(info, indent=2))
+        self.update_record(**record, status="finished", finished=True)
         shutil.rmtree(self.checkpoints.folder, ignore_errors=True)
         shutil.rmtree(self.checkpoints.best, ignore_errors=True)
 

@@ -6,6 +6,7 @@ the run directory the plan checked, and writes what :class:`tlhub.rundir.RunDir`
 
 from __future__ import annotations
 
+import errno
 import platform
 import time
 from dataclasses import dataclass
@@ -13,12 +14,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tlhub.errors import Interrupted, OutputDirError, TlhubError
 from tlhub.plan import Plan, make_plan
 from tlhub.recipe import Recipe
 
 if TYPE_CHECKING:
     import torch
     from accelerate import Accelerator
+
+    from tlhub.rundir import RunDir
 
 __all__ = ["Plan", "RunResult", "make_plan", "plan_run", "run"]
 
@@ -93,61 +97,119 @@ def _collate(plan: Plan) -> Any:
     return collate
 
 
+# Errors of the machine rather than of the recipe: one line naming the path, and the run stays resumable.
+_WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO}
+
+
 def _execute(plan: Plan, resume: bool, overwrite: bool, command: str, started: float) -> RunResult:
+    from accelerate.utils import broadcast_object_list
+
+    from tlhub.rundir import RunDir
+
+    rundir = RunDir(plan.output_dir)
+    record = _run_record(plan, command)
+    accelerator = _accelerator(plan)
+    decision = [rundir.claim(resume, overwrite, record) if accelerator.is_main_process else None]
+    decision = broadcast_object_list(decision)  # the main process decided under the lock; the others follow
+    begun = False
+    try:
+        surgery, tuned = _build(plan)
+        if accelerator.is_main_process:
+            rundir.start(decision[0], record)
+        begun = True
+        accelerator.wait_for_everyone()
+        return _train_and_save(plan, accelerator, rundir, surgery, tuned, decision[0] == "resume", command, started)
+    except KeyboardInterrupt:
+        how = "resume it with --resume" if rundir.checkpoints.latest() else "it had no checkpoint yet: start again"
+        raise Interrupted(f"interrupted: the run in '{rundir.path}' stopped; {how}") from None
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRORS:
+            raise
+        rundir.fail(f"{exc.strerror}: {exc.filename}")
+        raise OutputDirError(
+            f"output_dir: cannot write '{exc.filename or rundir.path}' ({exc.strerror}); fix that, then pass "
+            "--resume to continue from the last checkpoint"
+        ) from None
+    except TlhubError as exc:
+        rundir.fail(str(exc))
+        raise
+    finally:
+        if accelerator.is_main_process:
+            rundir.release(failed_before_start=not begun)
+
+
+def _run_record(plan: Plan, command: str) -> dict[str, Any]:
+    """What ``run.json`` says of the run from its start."""
     import torch
 
-    from tlhub.card import CardFacts, base_provenance, model_card
-    from tlhub.engine import TrainingData, fit
+    from tlhub.checkpoint import fingerprint
+
+    r, splits = plan.recipe, plan.splits
+    return {
+        "recipe_file": plan.source,
+        "command": command,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "recipe": r.model_dump(mode="json"),
+        "data": {
+            "description": f"'{r.data.source}'" + (f" ({r.data.data_files})" if r.data.data_files else ""),
+            "labels": splits.labels,
+            "sizes": {role: len(split) for role, split in splits.items()},
+        },
+        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        "base_fingerprint": fingerprint(plan.checkpoint),
+    }
+
+
+def _build(plan: Plan) -> tuple[Any, Any]:
+    """The model with its new head and the strategy applied; what was done is printed."""
+    from accelerate.state import PartialState
+
     from tlhub.model import build_model
-    from tlhub.recipe import dump_recipe
-    from tlhub.rundir import RunDir
     from tlhub.tuning import apply_strategy, count_parameters
 
     r, modality, splits = plan.recipe, plan.modality, plan.splits
-    rundir = RunDir(plan.output_dir)
-    resolved = r.model_dump(mode="json")
-    accelerator = _accelerator(plan)
-    decision = rundir.decide(resume, overwrite, resolved)
-    accelerator.wait_for_everyone()  # every process decides before the main one writes
-
-    model, surgery = build_model(modality, plan.checkpoint, plan.config, plan.options)
+    model, surgery = build_model(
+        modality,
+        plan.checkpoint,
+        plan.config,
+        plan.options,
+        trust_remote_code=r.model.trust_remote_code,
+        allow_partial_load=r.model.allow_partial_load,
+    )
     tuned = apply_strategy(r.tuning.strategy, model, r.tuning.options(), modality)
     trainable, total = count_parameters(tuned)
-    learning_rate = r.tuning.learning_rate(r.train.learning_rate)
-
-    say = accelerator.print
-    say(f"tlhub: {plan.source} -> {rundir.path}  ({accelerator.num_processes} process(es), {accelerator.device})")
+    state = PartialState()
+    say = state.print
+    say(f"tlhub: {plan.source} -> {plan.output_dir}  ({state.num_processes} process(es), {state.device})")
+    origin = f" from {plan.checkpoint_origin}" if plan.checkpoint_origin else ""
     say(
-        f"base: {r.model.checkpoint or 'none (from scratch)'} [{plan.config.model_type}, {modality.input_type}]"
-        + (f" from {plan.checkpoint_origin}" if plan.checkpoint_origin else "")
+        f"base: {r.model.checkpoint or 'none (from scratch)'} [{plan.config.model_type}, {modality.input_type}]{origin}"
     )
     say("data: " + "; ".join(splits.notes))
     for line in surgery.lines + [f"adapted: {a}" for a in plan.adaptations]:
         say(line)
     say(f"labels: {dict(enumerate(splits.labels))}")
     parameters = f"{trainable:,} trainable of {total:,} parameters"
-    say(f"strategy {r.tuning.strategy}: {parameters}, learning rate {learning_rate:g}")
+    say(f"strategy {r.tuning.strategy}: {parameters}, learning rate {r.tuning.learning_rate(r.train.learning_rate):g}")
+    return surgery, tuned
 
-    data_info = {
-        "description": f"'{r.data.source}'" + (f" ({r.data.data_files})" if r.data.data_files else ""),
-        "labels": splits.labels,
-        "sizes": {role: len(split) for role, split in splits.items()},
-    }
-    if accelerator.is_main_process:
-        rundir.start(
-            decision,
-            {
-                "recipe_file": plan.source,
-                "command": command,
-                "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "recipe": resolved,
-                "data": data_info,
-                "versions": {"python": platform.python_version(), "torch": torch.__version__},
-                "finished": False,
-            },
-        )
-    accelerator.wait_for_everyone()
 
+def _train_and_save(
+    plan: Plan,
+    accelerator: Accelerator,
+    rundir: RunDir,
+    surgery: Any,
+    tuned: Any,
+    resume: bool,
+    command: str,
+    started: float,
+) -> RunResult:
+    from tlhub.card import CardFacts, base_provenance, model_card
+    from tlhub.engine import TrainingData, fit
+    from tlhub.recipe import dump_recipe
+    from tlhub.tuning import count_parameters
+
+    r, splits = plan.recipe, plan.splits
     columns = [*r.data.input_columns, r.data.label_column]
     data = TrainingData(
         train=splits.train.select_columns(columns),
@@ -156,15 +218,14 @@ def _execute(plan: Plan, resume: bool, overwrite: bool, command: str, started: f
         labels=splits.labels,
         label_column=r.data.label_column,
     )
-    train_settings = r.train.model_copy(update={"learning_rate": learning_rate})
-    trained, state, evaluate = fit(
-        accelerator, tuned, data, train_settings, r.eval, rundir.checkpoints, resume=decision == "resume"
-    )
+    settings = r.train.model_copy(update={"learning_rate": r.tuning.learning_rate(r.train.learning_rate)})
+    trained, state, evaluate = fit(accelerator, tuned, data, settings, r.eval, rundir.checkpoints, resume=resume)
     metrics = {"validation": evaluate(data.validation), "test": evaluate(splits.test.select_columns(columns))}
-    say("test: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items() if k != "examples"))
+    accelerator.print("test: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items() if k != "examples"))
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        trainable, total = count_parameters(tuned)
         rundir.save_model(accelerator.unwrap_model(trained), plan.processor)
         facts = CardFacts(
             recipe=r,
@@ -173,8 +234,8 @@ def _execute(plan: Plan, resume: bool, overwrite: bool, command: str, started: f
             base_origin=plan.checkpoint_origin,
             base_provenance=base_provenance(plan.checkpoint),
             model_type=plan.config.model_type,
-            input_type=modality.input_type,
-            pipeline_task=modality.pipeline_task,
+            input_type=plan.modality.input_type,
+            pipeline_task=plan.modality.pipeline_task,
             labels=splits.labels,
             data_notes=splits.notes,
             adaptations=plan.adaptations,
@@ -199,6 +260,6 @@ def _execute(plan: Plan, resume: bool, overwrite: bool, command: str, started: f
             },
         )
     accelerator.wait_for_everyone()
-    say(f"saved: {rundir.path.resolve()}")
+    accelerator.print(f"saved: {rundir.path.resolve()}")
     accelerator.end_training()
     return RunResult(metrics=metrics, output_dir=rundir.path)

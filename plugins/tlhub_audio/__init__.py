@@ -45,10 +45,11 @@ class Options(BaseModel):
     )
 
 
-def load_processor(checkpoint: str) -> Any:
+def load_processor(checkpoint: str, trust_remote_code: bool = False) -> Any:
     from transformers import AutoFeatureExtractor
 
-    return AutoFeatureExtractor.from_pretrained(checkpoint)
+    # trust_remote_code is the recipe's model.trust_remote_code: code shipped with the checkpoint runs only then.
+    return AutoFeatureExtractor.from_pretrained(checkpoint, trust_remote_code=trust_remote_code)
 
 
 def new_processor(config: PretrainedConfig) -> Any:

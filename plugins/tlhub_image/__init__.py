@@ -22,11 +22,12 @@ if TYPE_CHECKING:
 # torch, transformers and datasets load where they are used: `tlhub plugins` imports this module.
 
 
-def load_processor(checkpoint: str) -> Any:
+def load_processor(checkpoint: str, trust_remote_code: bool = False) -> Any:
     from transformers import AutoImageProcessor
 
     # The PIL backend needs no torchvision, and matches what the checkpoint was trained with here.
-    return AutoImageProcessor.from_pretrained(checkpoint, backend="pil")
+    # trust_remote_code is the recipe's model.trust_remote_code: code shipped with the checkpoint runs only then.
+    return AutoImageProcessor.from_pretrained(checkpoint, backend="pil", trust_remote_code=trust_remote_code)
 
 
 def new_processor(config: PretrainedConfig) -> Any:

@@ -171,10 +171,11 @@ def extend_model(model: PreTrainedModel, options: Options) -> list[str]:
     ]
 
 
-def load_processor(checkpoint: str) -> Any:
+def load_processor(checkpoint: str, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(checkpoint)
+    # trust_remote_code is the recipe's model.trust_remote_code: code shipped with the checkpoint runs only then.
+    return AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=trust_remote_code)
 
 
 def new_processor() -> Any:

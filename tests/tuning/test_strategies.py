@@ -63,5 +63,5 @@ def test_lora_targets_are_checked(model: ViTForImageClassification) -> None:
     options = STRATEGIES["lora"].Options(target_modules=["q_proj", "query"])
     assert check_strategy("lora", model, options, image) == [
         "tuning.lora.target_modules: 'query' not in the model "
-        "(candidate linear modules: classifier, fc1, fc2, k_proj, o_proj, q_proj, v_proj)"
+        "(candidate linear modules: fc1, fc2, k_proj, o_proj, q_proj, v_proj)"
     ]

@@ -39,17 +39,26 @@ class Options(StrategyOptions):
 
 
 def check(model: nn.Module, options: Options, modality: Modality) -> list[str]:
-    """Problems with the options for this model (a model on the meta device will do)."""
+    """Problems with the options for this model (a model on the meta device will do).
+
+    Adapters go on the backbone only: the head trains in full, so a target found only in the head
+    would adapt nothing.
+    """
     from torch import nn
 
+    head = modality.head(model.config)
+    linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    backbone = {n.rsplit(".", 1)[-1] for n in linear if not is_under(n, head)}
+    in_head = {n.rsplit(".", 1)[-1] for n in linear if is_under(n, head)} - backbone
     targets = options.target_modules or list(modality.targets(model.config))
-    linear_names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}
-    missing = [t for t in targets if t not in linear_names]
+    missing = [t for t in targets if t not in backbone]
     if not missing:
         return []
+    where = [f"{t!r} is in the new head ({', '.join(head)}), which trains in full" for t in missing if t in in_head]
+    absent = [repr(t) for t in missing if t not in in_head]
+    reasons = where + ([f"{', '.join(absent)} not in the model"] if absent else [])
     return [
-        f"tuning.lora.target_modules: {', '.join(map(repr, missing))} not in the model "
-        f"(candidate linear modules: {', '.join(sorted(linear_names))})"
+        f"tuning.lora.target_modules: {'; '.join(reasons)} (candidate linear modules: {', '.join(sorted(backbone))})"
     ]
 
 
