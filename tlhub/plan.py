@@ -48,8 +48,9 @@ class Plan:
     output_dir: Path
 
 
-def _validated(recipe: Recipe | str | Path, overrides: dict[str, Any] | list[str] | None) -> tuple[Recipe, str]:
-    registry = plugins.registry()
+def _validated(
+    recipe: Recipe | str | Path, overrides: dict[str, Any] | list[str] | None, registry: plugins.Registry
+) -> tuple[Recipe, str]:
     # Names a broken or clashing plugin stands behind pass here: resolve_modality says what is wrong with them.
     known = set(registry.modalities) | set(registry.errors) | {name for _, name in registry.taken_twice}
     if isinstance(recipe, Recipe):
@@ -166,9 +167,9 @@ def make_plan(recipe: Recipe | str | Path, overrides: dict[str, Any] | list[str]
     """
     from tlhub.data import peek_features
 
-    recipe, source = _validated(recipe, overrides)
     registry = plugins.registry()
-    modality = plugins.resolve_modality(recipe.model.plugin)
+    recipe, source = _validated(recipe, overrides, registry)
+    modality = plugins.resolve_modality(recipe.model.plugin, registry)
     if (problem := plugins.source_problem(recipe.data.source, registry)) is not None:
         raise problem
 

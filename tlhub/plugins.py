@@ -159,9 +159,11 @@ def _unusable(registry: Registry, kind: str, name: str) -> PluginError | None:
     return None
 
 
-def resolve_modality(name: str) -> Modality:
-    """The modality a recipe's ``model.plugin`` names, or a ``PluginError`` saying why there is none."""
-    found = registry()
+def resolve_modality(name: str, found: Registry | None = None) -> Modality:
+    """The modality a recipe's ``model.plugin`` names, or a ``PluginError`` saying why there is none.
+
+    ``found`` is a registry already collected (else the plugins are asked again)."""
+    found = found or registry()
     if name in found.modalities:
         return found.modalities[name]
     if (problem := _unusable(found, "modality", name)) is not None:
