@@ -295,3 +295,181 @@ needs_pretrained_vit = pytest.mark.skipif(
     not (PRETRAINED_VIT / "model.safetensors").is_file(),
     reason=f"{PRETRAINED_VIT} is missing: run `tlhub run recipes/pretrain_vit_cifar10.yaml` first",
 )
+
+
+# --- tlhub in a separate process, started warm ------------------------------------------------------------
+
+# Imported once by a fork server, so that each `tlhub` process forked from it starts in a fraction of a second
+# instead of the ~5 s a cold `python -m tlhub` spends importing.
+_WARM_MODULES = [
+    "torch",
+    "transformers",
+    "transformers.models.vit.modeling_vit",
+    "datasets",
+    "accelerate",
+    "peft",
+    "evaluate",
+    "sklearn.datasets",
+    "safetensors.torch",
+    "tlhub.cli",
+    "tlhub.runner",
+    "tlhub.engine",
+    "tlhub.plan",
+    "tlhub.rundir",
+    "tlhub_image",
+    "tests.conftest",
+]
+
+
+def _tlhub_main(args: list[str], log: str) -> None:
+    """A warm process's body: ``tlhub ARGS`` with stdout and stderr in ``LOG.out`` and ``LOG.err``, line by line
+    (what a killed process printed is on disk)."""
+    import sys
+
+    for fd, suffix in ((1, ".out"), (2, ".err")):
+        target = os.open(log + suffix, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(target, fd)
+        os.close(target)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    from tlhub.cli import main
+
+    main(args, prog_name="tlhub")  # exits with the CLI's own code (SystemExit becomes the process's exit code)
+
+
+class TlhubProcess:
+    """One running ``tlhub`` process: its output so far, and the signals a test sends it.
+
+    ``run_until`` lets it run in short slices and checks a condition only while it is stopped, so that the
+    state a test sees when it kills the process is exactly the state the process dies in.
+    """
+
+    def __init__(self, process: Any, log: Path) -> None:
+        self.process = process
+        self.log = log
+
+    @property
+    def pid(self) -> int:
+        return int(self.process.pid)
+
+    def out(self) -> str:
+        """What it printed to stdout so far."""
+        return _read(Path(f"{self.log}.out"))
+
+    def err(self) -> str:
+        """What it printed to stderr so far."""
+        return _read(Path(f"{self.log}.err"))
+
+    def wait(self, timeout: float = 300) -> int:
+        self.process.join(timeout)
+        assert self.process.exitcode is not None, f"tlhub did not end within {timeout} s:\n{self.err()[-2000:]}"
+        return int(self.process.exitcode)
+
+    def alive(self) -> bool:
+        return bool(self.process.is_alive())
+
+    def send(self, number: int) -> None:
+        os.kill(self.pid, number)
+
+    def pause(self) -> bool:
+        """Stop the process (SIGSTOP) and wait until every thread has stopped; ``False`` when it has ended."""
+        import signal
+        import time
+
+        try:
+            os.kill(self.pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            return False
+        while True:
+            states = _thread_states(self.pid)
+            if not states or "Z" in states or "X" in states:
+                return False
+            if all(s in "tT" for s in states):
+                return True
+            time.sleep(0.0001)
+
+    def cont(self) -> None:
+        import signal
+
+        try:
+            os.kill(self.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass  # it has ended
+
+    def kill(self) -> int:
+        """SIGKILL (a stopped process dies too); the exit code, -9."""
+        import signal
+
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # it has ended
+        return self.wait(60)
+
+    def run_until(self, condition: Any, quantum: float = 0.001, timeout: float = 300) -> bool:
+        """Run in slices of ``quantum`` seconds until ``condition()`` holds while the process is stopped.
+
+        Returns ``True`` with the process stopped there, ``False`` when it ended first.
+        """
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.pause():
+                return False
+            if condition():
+                return True
+            self.cont()
+            time.sleep(quantum)
+        raise AssertionError(f"condition not reached within {timeout} s:\n{self.err()[-2000:]}")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""  # not started yet
+
+
+def _thread_states(pid: int) -> list[str]:
+    """The state letter of each thread of ``pid`` (``T`` stopped, ``Z`` ended, ...); none once it is gone."""
+    states = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return []
+    for task in tasks:
+        try:
+            stat = (task / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that just ended
+        states.append(stat[stat.rindex(")") + 2])
+    return states
+
+
+@pytest.fixture(scope="session")
+def start_tlhub() -> Any:
+    """``start_tlhub(*args, log=path)``: start ``tlhub ARGS`` in its own process -> :class:`TlhubProcess`.
+
+    Processes are forked from a server that has imported torch, transformers and tlhub once (multiprocessing's
+    forkserver), so they start fast and die like any process: SIGKILL leaves what a crash leaves. Each runs the
+    CLI's ``main`` exactly as ``tlhub`` does; anything still running at the end of the session is killed.
+    """
+    import multiprocessing
+
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("pausing a process at an exact point reads /proc (Linux)")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_WARM_MODULES)
+    started: list[TlhubProcess] = []
+
+    def start(*args: str | Path, log: Path) -> TlhubProcess:
+        process = context.Process(target=_tlhub_main, args=([str(a) for a in args], str(log)))
+        process.start()
+        started.append(TlhubProcess(process, log))
+        return started[-1]
+
+    yield start
+    for running in started:
+        if running.alive():
+            running.kill()

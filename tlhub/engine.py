@@ -79,13 +79,22 @@ def _save_checkpoint(accelerator: Accelerator, state: TrainState, store: Checkpo
 def _resume(accelerator: Accelerator, store: CheckpointStore) -> TrainState | None:
     """The state of the newest complete checkpoint, loaded into the prepared objects; ``None`` when there is none."""
     from pydantic import ValidationError
+    from safetensors import SafetensorError
 
     if (checkpoint := store.latest()) is None:
         return None
     try:
         state = TrainState.model_validate_json(store.read_state(checkpoint))
         accelerator.load_state(str(checkpoint))
-    except (ValidationError, OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+    except (
+        ValidationError,
+        OSError,
+        RuntimeError,
+        EOFError,
+        ValueError,
+        pickle.UnpicklingError,
+        SafetensorError,
+    ) as exc:
         lines = str(exc).strip().splitlines()
         raise CheckpointError(
             f"output_dir: the checkpoint '{checkpoint}' does not load ({type(exc).__name__}: "

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,10 @@ def check_location(output_dir: str, recipe_file: str | None, checkpoint: str | N
         ]
     if len(str(path).encode()) >= _PATH_MAX:
         return [f"output_dir: the path is {len(str(path).encode())} bytes; a file system allows {_PATH_MAX - 1}"]
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve(strict=False)
+    except (OSError, RuntimeError):  # RuntimeError: Python 3.11's word for a symbolic link loop
+        return [f"output_dir: '{output_dir}' is a symbolic link loop"]
     protected = {Path.cwd().resolve(): "the working directory"}
     if recipe_file is not None:
         protected[Path(recipe_file).resolve().parent] = "the recipe's folder"
@@ -93,19 +97,47 @@ class CheckpointStore:
         done = [p for p in self.folder.glob("checkpoint_*") if (p / _COMPLETE).exists()] if self.folder.is_dir() else []
         return max(done, key=_number, default=None)
 
+    def discard_incomplete(self) -> None:
+        """Remove saves that did not complete (after a write error: they only take space)."""
+        for path in self.folder.glob("checkpoint_*"):
+            if not (path / _COMPLETE).exists():
+                shutil.rmtree(path, ignore_errors=True)
+
 
 def _number(path: Path) -> int:
     return int(path.name.split("_")[-1])
 
 
+# The names a Hugging Face model folder's files usually have: a user's file of such a name in output_dir
+# is refused before training (save_pretrained would replace it); the final save checks every name again.
+_MODEL_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "added_tokens.json",
+)
+
+
 class RunDir:
     """The files of one run under ``path``, and who may write them.
 
-    Every top-level entry tlhub writes is recorded in a manifest before (or, for files whose names
-    transformers picks, right after) it is written; ``--overwrite`` removes exactly those entries and
-    keeps everything else. An exclusive lock is held from the decision to the end of the run, so two runs
-    never share a folder. ``run.json`` says whether the run is ``running`` (or was interrupted, when no
-    one holds the lock), ``failed`` (with the error) or ``finished``.
+    Every top-level entry tlhub writes is recorded in a manifest before it appears (the model folder is
+    saved into a recorded staging folder first, then moved into place name by name); ``--overwrite``
+    removes exactly the recorded entries and keeps everything else. An exclusive lock is held from the
+    decision to the end of the run, so two runs never share a folder. ``run.json`` (always replaced
+    whole, never half-written) says whether the run is ``running`` (or was interrupted, when no one
+    holds the lock), ``failed`` (with the error) or ``finished``. Names starting with ``.tlhub`` are
+    tlhub's control files.
     """
 
     def __init__(self, path: Path) -> None:
@@ -119,6 +151,7 @@ class RunDir:
         self._manifest = path / ".tlhub-manifest"  # the top-level names tlhub wrote, one per line
         self._lock_file = path / ".tlhub.lock"
         self._owner = path / ".tlhub-owner.json"  # who holds the lock, for the message of the next one
+        self._staging = path / ".tlhub-staging"  # the model folder before it is moved into place
         self._lock: Any = None
         self._created = False  # the run made the folder: a run that fails before starting removes it
 
@@ -147,51 +180,45 @@ class RunDir:
             raise OutputDirError(f"output_dir: cannot create '{self.path}' ({exc.strerror})") from None
         self._lock = lock
         try:
-            self._owner.write_text(
-                json.dumps(
-                    {
-                        "pid": os.getpid(),
-                        "host": socket.gethostname(),
-                        "command": record.get("command"),
-                        "since": record.get("started"),
-                    }
-                )
-            )
+            owner = {"pid": os.getpid(), "host": socket.gethostname(), "command": record.get("command")}
+            _write(self._owner, json.dumps({**owner, "since": record.get("started")}))
             return self._decide(resume, overwrite, record)
         except BaseException:
             self.release(failed_before_start=True)
             raise
 
     def _holder(self) -> str:
-        try:
-            owner = json.loads(self._owner.read_text())
-            return f"pid {owner['pid']} on {owner['host']} since {owner['since']}: {owner['command']}"
-        except (OSError, ValueError, KeyError, TypeError):
-            return "its owner did not say who it is"
+        for _ in range(50):  # the holder writes who it is just after taking the lock
+            try:
+                owner = json.loads(self._owner.read_text())
+                return f"pid {owner['pid']} on {owner['host']} since {owner['since']}: {owner['command']}"
+            except (OSError, ValueError, KeyError, TypeError):
+                time.sleep(0.01)
+        return "its owner did not say who it is"
 
     def _decide(self, resume: bool, overwrite: bool, record: dict[str, Any]) -> str:
         path = self.path
         ours = self._recorded()
-        others = sorted(p.name for p in path.iterdir() if p.name not in ours and p.name not in self._control())
-        info = self.read_record() if self.run_file.name in ours else None
+        others = sorted(p.name for p in path.iterdir() if p.name not in ours and not _is_control(p.name))
         advice = f"pass --overwrite to replace it, or choose another output_dir (e.g. output_dir={path}-2)"
-        if info is None:
+        if clash := sorted(set(others) & (self._fixed_names() | set(_MODEL_FILES))):
+            raise OutputDirError(
+                f"output_dir: '{path}' holds {', '.join(clash)}, which tlhub did not write and a run would "
+                "replace; move them, or choose another output_dir"
+            )
+        if self.run_file.name not in ours:
             if resume:
                 raise OutputDirError(f"output_dir: '{path}' holds no tlhub run: nothing to resume")
-            if not others:
-                return "fresh"
-            clash = sorted(set(others) & self._fixed_names())
-            if overwrite and not clash:
-                return "replace"  # write beside the user's files; they stay
-            if clash:
-                raise OutputDirError(
-                    f"output_dir: '{path}' holds {', '.join(clash)}, which tlhub did not write and a run would "
-                    "replace; choose another output_dir"
-                )
-            raise OutputDirError(f"output_dir: '{path}' is not empty and holds no tlhub run; {advice}")
-        status, of = info.get("status", "finished" if info.get("finished") else "running"), info.get("recipe_file")
+            if others and not overwrite:
+                raise OutputDirError(f"output_dir: '{path}' is not empty and holds no tlhub run; {advice}")
+            return "fresh" if not others else "replace"  # replace: write beside the user's files; they stay
         if overwrite:
-            return "replace"
+            return "replace"  # without reading run.json: a corrupt one must not block a fresh start
+        try:
+            info = self.read_record() or {}
+        except OutputDirError as exc:
+            raise OutputDirError(f"{exc}; pass --overwrite to start the run again") from None
+        status, of = info.get("status", "finished" if info.get("finished") else "running"), info.get("recipe_file")
         if not resume:
             if status == "finished":
                 raise OutputDirError(f"output_dir: '{path}' holds a finished run of {of}; {advice}")
@@ -206,7 +233,9 @@ class RunDir:
             )
         if status == "finished":
             raise OutputDirError(f"output_dir: '{path}' holds a finished run; nothing to resume; {advice}")
-        if changed := _changed_keys(info.get("recipe", {}), record["recipe"]):
+        # The folder may have moved since: where it is is not part of what the run computes.
+        old, new = ({**r, "output_dir": None} for r in (info.get("recipe", {}), record["recipe"]))
+        if changed := _changed_keys(old, new):
             raise OutputDirError(
                 f"output_dir: '{path}' holds a run of a different recipe (differs at: {', '.join(changed)}); "
                 f"resume with the same recipe and overrides, or {advice}"
@@ -228,15 +257,12 @@ class RunDir:
         except FileNotFoundError:
             return set()
 
-    def _control(self) -> set[str]:
-        return {self._manifest.name, self._lock_file.name, self._owner.name}
-
     def _fixed_names(self) -> set[str]:
         fixed = (self.run_file, self.metrics_file, self.recipe_file, self.card, self.adapter)
         return {p.name for p in fixed} | {self.checkpoints.folder.name, self.checkpoints.best.name}
 
     def _record(self, *names: str) -> None:
-        """Add top-level names to the manifest (before writing them, so a crash never hides one)."""
+        """Add top-level names to the manifest, before they are written: a crash never hides one."""
         new = [n for n in names if n not in self._recorded()]
         if new:
             with self._manifest.open("a") as manifest:
@@ -252,18 +278,24 @@ class RunDir:
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
+        for entry in self.path.glob(".tlhub-tmp-*"):  # half-written control files of a killed run
+            entry.unlink()
         self._manifest.unlink(missing_ok=True)
 
     def release(self, failed_before_start: bool = False) -> None:
-        """Give the folder back; a run that failed before writing anything leaves no trace."""
+        """Give the folder back; a run that failed before writing anything leaves no trace.
+
+        The lock file stays (removing it could let two processes each lock a different file)."""
         if self._lock is None:
             return
         self._owner.unlink(missing_ok=True)
         self._lock.release()
-        self._lock_file.unlink(missing_ok=True)
         self._lock = None
-        if failed_before_start and self._created and not any(self.path.iterdir()):
-            self.path.rmdir()
+        if failed_before_start:
+            self._lock_file.unlink(missing_ok=True)
+            if self._created:
+                with contextlib.suppress(OSError):
+                    self.path.rmdir()  # only if empty
 
     # --- the run's lifetime --------------------------------------------------------------------
 
@@ -274,53 +306,88 @@ class RunDir:
         if decision == "resume":
             self.update_record(status="running", error=None)
             return
-        self._record(self.run_file.name)
-        self.run_file.write_text(json.dumps({**record, "status": "running", "finished": False}, indent=2))
-        self._record(self.checkpoints.folder.name, self.checkpoints.best.name)
+        self._record(self.run_file.name, self.checkpoints.folder.name, self.checkpoints.best.name)
+        _write(self.run_file, json.dumps({**record, "status": "running", "finished": False}, indent=2))
 
     def read_record(self) -> dict[str, Any] | None:
         """``run.json`` of this directory, or ``None`` when there is none."""
         return read_run_record(self.path)
 
     def update_record(self, **values: Any) -> None:
-        """Change fields of ``run.json``."""
+        """Change fields of ``run.json`` (replaced whole: a kill never leaves half of it)."""
         info = self.read_record() or {}
         info.update(values)
-        self.run_file.write_text(json.dumps(info, indent=2))
+        _write(self.run_file, json.dumps(info, indent=2))
 
     def fail(self, error: str) -> None:
-        """Say in ``run.json`` why the run stopped (best effort: the disk may be what failed)."""
+        """Say in ``run.json`` why the run stopped (best effort: the disk may be what failed).
+
+        On a full disk the whole-file replacement has no room for its second copy; writing in place
+        reuses the blocks of the old record, which is nearly as long."""
         with contextlib.suppress(OSError, OutputDirError):
-            if self.run_file.is_file():
-                self.update_record(status="failed", error=error)
+            info = self.read_record()
+            if info is None:
+                return
+            text = json.dumps({**info, "status": "failed", "error": error}, indent=2)
+            try:
+                _write(self.run_file, text)
+            except OSError:
+                self.path.joinpath(f".tlhub-tmp-{self.run_file.name}").unlink(missing_ok=True)
+                self.run_file.write_text(text)
 
     def save_model(self, model: Any, processor: Any) -> None:
         """A Hugging Face model folder (weights, config with the label map, processor).
 
         A peft model also leaves its adapter (with the trained head) in ``adapter/``, then is merged so that
-        the folder itself loads with plain transformers.
+        the folder itself loads with plain transformers. Saved into a staging folder, then moved into
+        place name by name, each name recorded first; a user's file is never replaced.
         """
         from peft import PeftModel
 
-        before = {p.name for p in self.path.iterdir()}
+        self._record(self._staging.name)
+        shutil.rmtree(self._staging, ignore_errors=True)  # what a killed run left
         if isinstance(model, PeftModel):
-            self._record(self.adapter.name)
-            model.save_pretrained(str(self.adapter))
-            processor.save_pretrained(self.adapter)
+            model.save_pretrained(str(self._staging / self.adapter.name))
+            processor.save_pretrained(self._staging / self.adapter.name)
             model = model.merge_and_unload()
-        model.save_pretrained(self.path)
-        processor.save_pretrained(self.path)
-        self._record(*sorted({p.name for p in self.path.iterdir()} - before - self._control()))
+        model.save_pretrained(self._staging)
+        processor.save_pretrained(self._staging)
+        ours = self._recorded()
+        if foreign := sorted(
+            p.name for p in self._staging.iterdir() if (self.path / p.name).exists() and p.name not in ours
+        ):
+            raise OutputDirError(
+                f"output_dir: '{self.path}' holds {', '.join(foreign)}, which tlhub did not write; the trained model "
+                f"is in '{self._staging}': move those files away, then pass --resume to save it"
+            )
+        for entry in sorted(self._staging.iterdir()):
+            self._record(entry.name)
+            target = self.path / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+        self._staging.rmdir()
 
     def finish(self, metrics: dict[str, Any], recipe_yaml: str, card: str, record: dict[str, Any]) -> None:
         """Write the results, mark the run finished in ``run.json`` and drop the resumable checkpoints."""
         self._record(self.metrics_file.name, self.recipe_file.name, self.card.name)
-        self.metrics_file.write_text(json.dumps(metrics, indent=2))
-        self.recipe_file.write_text(recipe_yaml)
-        self.card.write_text(card)
+        _write(self.metrics_file, json.dumps(metrics, indent=2))
+        _write(self.recipe_file, recipe_yaml)
+        _write(self.card, card)
         self.update_record(**record, status="finished", finished=True)
         shutil.rmtree(self.checkpoints.folder, ignore_errors=True)
         shutil.rmtree(self.checkpoints.best, ignore_errors=True)
+
+
+def _is_control(name: str) -> bool:
+    return name.startswith(".tlhub")
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace a file whole: written beside it, then renamed over it, so a kill never leaves half a file."""
+    temporary = path.with_name(f".tlhub-tmp-{path.name}")
+    temporary.write_text(text)
+    os.replace(temporary, path)
 
 
 def read_run_record(folder: Path) -> dict[str, Any] | None:

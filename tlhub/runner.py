@@ -99,6 +99,23 @@ def _collate(plan: Plan) -> Any:
 
 # Errors of the machine rather than of the recipe: one line naming the path, and the run stays resumable.
 _WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO}
+# The same errors as the writers that do not raise OSError word them: safetensors (Rust) quotes the OS
+# error; torch's zip writer reports the short write.
+_WRITE_ERROR_WORDS = {
+    "No space left on device": "No space left on device",
+    "Read-only file system": "Read-only file system",
+    "Disk quota exceeded": "Disk quota exceeded",
+    "Permission denied": "Permission denied",
+    "unexpected pos": "the write stopped short (no space left on device?)",
+}
+
+
+def _write_failure(exc: BaseException) -> str | None:
+    """What went wrong, when ``exc`` is the machine refusing a write; ``None`` otherwise."""
+    if isinstance(exc, OSError):
+        return exc.strerror if exc.errno in _WRITE_ERRORS else None
+    text = str(exc)
+    return next((why for words, why in _WRITE_ERROR_WORDS.items() if words in text), None)
 
 
 def _execute(plan: Plan, resume: bool, overwrite: bool, command: str, started: float) -> RunResult:
@@ -120,22 +137,30 @@ def _execute(plan: Plan, resume: bool, overwrite: bool, command: str, started: f
         accelerator.wait_for_everyone()
         return _train_and_save(plan, accelerator, rundir, surgery, tuned, decision[0] == "resume", command, started)
     except KeyboardInterrupt:
-        how = "resume it with --resume" if rundir.checkpoints.latest() else "it had no checkpoint yet: start again"
-        raise Interrupted(f"interrupted: the run in '{rundir.path}' stopped; {how}") from None
-    except OSError as exc:
-        if exc.errno not in _WRITE_ERRORS:
-            raise
-        rundir.fail(f"{exc.strerror}: {exc.filename}")
-        raise OutputDirError(
-            f"output_dir: cannot write '{exc.filename or rundir.path}' ({exc.strerror}); fix that, then pass "
-            "--resume to continue from the last checkpoint"
-        ) from None
+        raise Interrupted(f"interrupted: the run in '{rundir.path}' stopped; {_how_to_go_on(rundir)}") from None
     except TlhubError as exc:
-        rundir.fail(str(exc))
+        if begun:
+            rundir.fail(str(exc))
         raise
+    except Exception as exc:  # a write error, as OSError or as safetensors and torch word it; else a bug
+        if (why := _write_failure(exc)) is None:
+            raise
+        where = getattr(exc, "filename", None) or rundir.path
+        if begun:
+            rundir.checkpoints.discard_incomplete()  # frees the space a full disk needs for run.json
+            rundir.fail(f"{why}: {where}")
+        raise OutputDirError(
+            f"output_dir: cannot write '{where}' ({why}); fix that, then {_how_to_go_on(rundir)}"
+        ) from None
     finally:
         if accelerator.is_main_process:
             rundir.release(failed_before_start=not begun)
+
+
+def _how_to_go_on(rundir: RunDir) -> str:
+    if rundir.checkpoints.latest() is not None:
+        return "pass --resume to continue from the last checkpoint"
+    return "the run had no checkpoint yet: start it again with --overwrite"
 
 
 def _run_record(plan: Plan, command: str) -> dict[str, Any]:
