@@ -158,3 +158,16 @@ def test_legal_but_notable_settings_are_stated_in_the_card(cli, recipe_file, tmp
     assert "train.batch_size 4096 is larger than the 1293 training examples: each epoch is one batch of 1293" in card
     assert "train: at most 1000 examples per class kept (seed 0); 10 class(es) had fewer and keep all they have" in card
     assert json.loads((tmp_path / "out" / "run.json").read_text())["data"]["sizes"]["train"] == 1293
+
+
+def test_a_carved_split_that_misses_a_class_is_refused(cli, recipe_file, tmp_path: Path) -> None:
+    from tests.test_cli_errors import image_parquet
+
+    # 95 / 3 / 2 examples of a / b / c: a 3% test split, stratified, still holds only 'a'
+    files = image_parquet(tmp_path, {"train": 100}, labels=[0] * 95 + [1] * 3 + [2] * 2)
+    data = {"source": "parquet", "data_files": files, "test_fraction": 0.03, "train_samples_per_class": None}
+    assert_refused(
+        cli("validate", recipe_file(data=data)),
+        "data.test_fraction: the 3 test examples carved with fraction 0.03 have no example of class(es) 'b', 'c'",
+        "use a larger test_fraction",
+    )

@@ -264,7 +264,14 @@ def _carve(
         )
     except ValueError as exc:  # sklearn's stratification refusing a corner the counts above do not catch
         raise DataError(f"{key}: {fraction} cannot split '{section.splits.train}' ({exc})") from None
-    return parts["train"], parts["test"]
+    rest, carved = parts["train"], parts["test"]
+    if missing := set(counts) - set(carved[section.label_column]):
+        raise DataError(
+            f"{key}: the {len(carved)} {role} examples carved with fraction {fraction} have no example of class(es) "
+            f"{', '.join(_class_names(train, section.label_column, sorted(missing)))}, so its scores would leave "
+            f"them out; use a larger {key.split('.')[-1]} (or give data.splits.{role} a split of its own)"
+        )
+    return rest, carved
 
 
 def _class_names(split: datasets.Dataset, column: str, ids: list[int]) -> list[str]:
