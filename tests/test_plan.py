@@ -171,3 +171,8 @@ def test_a_carved_split_that_misses_a_class_is_refused(cli, recipe_file, tmp_pat
         "data.test_fraction: the 3 test examples carved with fraction 0.03 have no example of class(es) 'b', 'c'",
         "use a larger test_fraction",
     )
+
+
+@pytest.mark.parametrize("key", ["output_dir", "model.checkpoint", "data.source", "data.input_column"])
+def test_a_nul_character_in_a_name_is_refused(cli, recipe_file, key: str) -> None:
+    assert_refused(cli("validate", recipe_file(), f'{key}="a\\0b"'), f"{key}: holds a NUL character ('a\\x00b')")

@@ -440,18 +440,21 @@ def format_errors(error: ValidationError, root: type[BaseModel] = BaseModel, pre
     return problems
 
 
-def non_finite_numbers(value: Any, where: str = "", _seen: frozenset[int] = frozenset()) -> list[str]:
-    """Key paths holding inf or nan anywhere in a recipe (plugin options and configs included), or a
-    mapping or list that contains itself (possible from Python, not from YAML: the reader refuses it)."""
+def unusable_values(value: Any, where: str = "", _seen: frozenset[int] = frozenset()) -> list[str]:
+    """Key paths holding inf or nan, or a string with a NUL character, anywhere in a recipe (plugin options
+    and configs included), or a mapping or list that contains itself (possible from Python, not from
+    YAML: the reader refuses it)."""
     if isinstance(value, float) and not math.isfinite(value):
         return [f"{where or 'recipe'}: {value} is not a finite number"]
+    if isinstance(value, str) and "\0" in value:  # no file name, column or split can hold one
+        return [f"{where or 'recipe'}: holds a NUL character ({value!r})"]
     if not isinstance(value, dict | list):
         return []
     if id(value) in _seen:
         return [f"{where or 'recipe'}: contains itself"]
     seen = _seen | {id(value)}
     items = value.items() if isinstance(value, dict) else enumerate(value)
-    return [p for k, v in items for p in non_finite_numbers(v, f"{where}.{k}" if where else str(k), seen)]
+    return [p for k, v in items for p in unusable_values(v, f"{where}.{k}" if where else str(k), seen)]
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
@@ -499,7 +502,7 @@ def validate_recipe(data: dict[str, Any], source: str = "recipe", plugins: set[s
 
     ``plugins`` is the set of known plugin names; ``None`` skips that check.
     """
-    problems = non_finite_numbers(data)
+    problems = unusable_values(data)
     try:
         recipe = Recipe.model_validate(data, context={"plugins": plugins})
     except ValidationError as exc:
