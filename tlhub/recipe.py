@@ -151,11 +151,6 @@ class DataSection(_Section):
         description="For a registered source (`tlhub plugins`): its own options, checked by it. Otherwise more "
         "keyword arguments for `datasets.load_dataset`, such as a csv builder's sep, column_names or quoting.",
     )
-    lines_per_row: Literal["one", "any"] = Field(
-        "one",
-        description="For csv files: 'one' checks that every non-empty line (after a header) is one row, so rows "
-        "lost to a stray quote are an error; 'any' allows quoted fields that span lines.",
-    )
     input_column: str | list[str] = Field(
         description="Column holding the model input (image, audio or text); two text columns for sentence pairs."
     )
@@ -184,6 +179,11 @@ class DataSection(_Section):
         le=10**9,
         description="Keep at most this many training examples per class (few-shot experiments); a class with "
         "fewer keeps all of its own, and the model card says so.",
+    )
+    lines_per_row: Literal["one", "any"] = Field(
+        "one",
+        description="For csv files: 'one' checks that every non-empty line (after a header) is one row, so rows "
+        "lost to a stray quote are an error; 'any' allows quoted fields that span lines.",
     )
 
     @property
