@@ -53,3 +53,16 @@ def test_records_that_span_lines_can_be_accepted(cli, tiny_text, tmp_path: Path)
     recipe["data"]["lines_per_row"] = "any"
     result = cli("validate", write_recipe(path, recipe))
     assert result.exit_code == 0, result.output
+
+
+def test_an_example_without_a_label_is_refused(cli, tiny_text, tmp_path: Path) -> None:
+    data = tmp_path / "messages.csv"
+    rows = [f"{' '.join(HAM_WORDS[:3])} {i},{'' if i == 5 else ('spam' if i % 2 else 'ham')}" for i in range(40)]
+    data.write_text("text,label\n" + "\n".join(rows) + "\n")
+    recipe = sms_recipe(tiny_text("bert"), data, tmp_path / "out")
+    recipe["data"]["load_options"] = {}
+    assert_refused(
+        cli("validate", write_recipe(tmp_path / "r.yaml", recipe)),
+        "data.label_column: 1 example(s) have no label in column 'label' (an empty cell)",
+        output_dir=tmp_path / "out",
+    )

@@ -194,7 +194,14 @@ def _label_names(dataset: datasets.DatasetDict, section: DataSection) -> list[st
                 f"{feature.num_classes} classes ({', '.join(feature.names)})"
             )
         return section.labels or list(feature.names)
-    values = sorted({v for split in dataset.values() for v in split.unique(column)})
+    present = {v for split in dataset.values() for v in split.unique(column)}
+    if None in present:
+        empty = sum(split[column].count(None) for split in dataset.values())
+        raise DataError(
+            f"data.label_column: {empty} example(s) have no label in column '{column}' (an empty cell); give every "
+            "example a label, or remove those rows"
+        )
+    values = sorted(present)
     if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
         if section.labels is None:
             return [str(v) for v in values]
@@ -206,7 +213,8 @@ def _label_names(dataset: datasets.DatasetDict, section: DataSection) -> list[st
             )
         return section.labels
     if not (isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint"))):
-        raise DataError(f"data.label_column: column '{column}' holds {feature}, not class ids or class names")
+        hint = " (numbers with empty cells read as floats)" if str(feature.dtype).startswith("float") else ""
+        raise DataError(f"data.label_column: column '{column}' holds {feature}{hint}, not class ids or class names")
     names = section.labels or [str(i) for i in range(int(values[-1]) + 1 if values else 0)]
     bad = [v for v in values if not 0 <= v < len(names)]
     if bad:
