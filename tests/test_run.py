@@ -84,9 +84,13 @@ def test_run_writes_a_model_folder_metrics_recipe_and_card(runs: dict[str, Any])
         "images of mode L converted to RGB",
         "images of 8x8 resized to 16x16",
         "Trainable parameters:",
+        "the plugin image (tlhub 0.1.0)",
     ):
         assert fact in card, fact
     assert tlhub.load_recipe(out / "recipe.yaml") == recipe
+    versions = json.loads((out / "run.json").read_text())["versions"]
+    assert versions["plugin"] == "image (tlhub 0.1.0)" and versions["transformers"].startswith("5.")
+    assert set(versions) >= {"python", "tlhub", "torch", "torchaudio", "datasets", "accelerate", "peft"}
 
 
 def test_head_leaves_every_pretrained_tensor_bit_identical(runs: dict[str, Any], tiny_vit: Path) -> None:

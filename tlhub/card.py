@@ -63,6 +63,7 @@ class CardFacts:
     best_epoch: int | None
     metrics: dict[str, dict[str, float]]
     history: list[dict[str, Any]]
+    versions: dict[str, str | None]  # python, the libraries, the plugin's distribution
 
 
 def _loading_opt_ins(recipe: Recipe) -> list[str]:
@@ -113,6 +114,9 @@ def model_card(name: str, facts: CardFacts) -> str:
     files = f" with data_files `{r.data.data_files}`" if r.data.data_files else ""
     origin = f", loaded from {facts.base_origin}" if facts.base_origin else ""
     opt_ins = "".join(f"\n- {line}" for line in _loading_opt_ins(r))
+    made_with = ", ".join(
+        f"{name} {v}" if name != "plugin" else f"the plugin {v}" for name, v in facts.versions.items() if v
+    )
     bullets = lambda items: "\n".join(f"- {i}" for i in items) or "- none"  # noqa: E731
     body = f"""
 # {name}
@@ -149,6 +153,6 @@ Trainable parameters: {facts.trainable:,} of {facts.total:,} ({100 * facts.train
 ```
 {facts.command}
 ```
-The fully resolved recipe is in `recipe.yaml`.
+The fully resolved recipe is in `recipe.yaml`. Made with {made_with}.
 """
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))

@@ -163,9 +163,32 @@ def _how_to_go_on(rundir: RunDir) -> str:
     return "the run had no checkpoint yet: start it again with --overwrite"
 
 
+# The libraries whose versions decide what a run computes, recorded with every run.
+_LIBRARIES = ("tlhub", "torch", "torchaudio", "transformers", "datasets", "accelerate", "peft", "evaluate")
+
+
+def _versions(plan: Plan) -> dict[str, str | None]:
+    """Python, the libraries, and the distribution of the plugin that built the model."""
+    from importlib.metadata import PackageNotFoundError, entry_points, version
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    plugin = next((ep for ep in entry_points(group="tlhub") if ep.name == plan.modality.plugin), None)
+    dist = plugin.dist if plugin is not None else None
+    where = f"{dist.name} {dist.version}" if dist is not None else "not installed from a distribution"
+    return {
+        "python": platform.python_version(),
+        **{name: installed(name) for name in _LIBRARIES},
+        "plugin": f"{plan.modality.plugin} ({where})",
+    }
+
+
 def _run_record(plan: Plan, command: str) -> dict[str, Any]:
     """What ``run.json`` says of the run from its start."""
-    import torch
 
     from tlhub.checkpoint import fingerprint
 
@@ -180,7 +203,7 @@ def _run_record(plan: Plan, command: str) -> dict[str, Any]:
             "labels": splits.labels,
             "sizes": {role: len(split) for role, split in splits.items()},
         },
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        "versions": _versions(plan),
         "base_fingerprint": fingerprint(plan.checkpoint),
     }
 
@@ -270,6 +293,7 @@ def _train_and_save(
             best_epoch=state.best_epoch,
             metrics=metrics,
             history=state.history,
+            versions=(rundir.read_record() or {}).get("versions", {}),
         )
         rundir.finish(
             metrics,
