@@ -176,3 +176,12 @@ def test_a_carved_split_that_misses_a_class_is_refused(cli, recipe_file, tmp_pat
 @pytest.mark.parametrize("key", ["output_dir", "model.checkpoint", "data.source", "data.input_column"])
 def test_a_nul_character_in_a_name_is_refused(cli, recipe_file, key: str) -> None:
     assert_refused(cli("validate", recipe_file(), f'{key}="a\\0b"'), f"{key}: holds a NUL character ('a\\x00b')")
+
+
+def test_a_run_gives_the_callers_sigterm_handler_back(cli, recipe_file) -> None:
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    result = cli("run", recipe_file())
+    assert result.exit_code == 0, result.output
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -63,11 +63,14 @@ def run(recipe: str, overrides: tuple[str, ...], resume: bool, overwrite: bool) 
     """Fine-tune (or pretrain) as RECIPE says, e.g. `tlhub run recipes/digits_vit.yaml train.epochs=1`."""
     from tlhub.runner import run as run_recipe
 
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops a run like Ctrl-C: cleanly
-
     flags = ["--resume"] * resume + ["--overwrite"] * overwrite
     command = shlex.join(["tlhub", "run", recipe, *overrides, *flags])
-    run_recipe(recipe, list(overrides), resume=resume, overwrite=overwrite, command=command)
+    # `kill` stops a run like Ctrl-C: cleanly, with how to resume; the caller's handler comes back after.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        run_recipe(recipe, list(overrides), resume=resume, overwrite=overwrite, command=command)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @main.command()
