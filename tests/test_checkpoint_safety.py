@@ -311,6 +311,7 @@ def test_the_card_states_the_opt_ins(tiny_vit: Path, tmp_path: Path) -> None:
             best_epoch=1,
             metrics={"test": {"accuracy": 1.0}},
             history=[],
+            versions={"tlhub": "0.1.0"},
         )
         return model_card("out", facts)
 
