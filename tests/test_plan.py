@@ -69,6 +69,11 @@ def scratch(**config: Any) -> dict[str, Any]:
         ({"model": scratch(hiden_size=32)}, "model.config.hiden_size: not a field of ViTConfig; did you mean"),
         ({"data": {"test_fraction": 0.0001}}, "data.test_fraction: 0.0001 of the 1797 examples"),
         ({"data": {"test_fraction": 0.99, "validation_fraction": 0.99}}, "data.validation_fraction: the 17 examples"),
+        (
+            {"train": {"early_stopping": {"patience": 2}}, "eval": {"select_split": "none"}},
+            "train.early_stopping: watches the validation metric, but eval.select_split is none",
+        ),
+        ({"train": {"early_stopping": {"patience": 0}}}, "train.early_stopping.patience: Input should be greater"),
         ({"output_dir": "."}, "output_dir: '.' is the working directory"),
         ({"output_dir": ""}, "output_dir: String should have at least 1 character"),
         ({"output_dir": "runs/" + "x" * 300}, "a file system allows 255 per name"),

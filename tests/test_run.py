@@ -202,3 +202,19 @@ def test_two_processes_evaluate_the_whole_split(tmp_path: Path, tiny_vit: Path) 
     predictions = predict(model, AutoImageProcessor.from_pretrained(out, backend="pil"), parsed)
     labels = torch.tensor(splits_of(parsed).test["label"])
     assert (predictions == labels).sum().item() == round(metrics["test"]["accuracy"] * len(labels))
+
+
+def test_early_stopping_stops_a_stalled_run_and_keeps_the_best_epoch(tmp_path: Path, tiny_vit: Path) -> None:
+    out = tmp_path / "out"
+    # A step too small to change any prediction: validation accuracy stalls from the first epoch.
+    train = {"epochs": 8, "learning_rate": 1e-9, "early_stopping": {"patience": 2}}
+    result = tlhub.run(Recipe.model_validate(digits_recipe(tiny_vit, out, train=train)))
+    info = json.loads((out / "run.json").read_text())
+    assert [h["epoch"] for h in info["history"]] == [1, 2, 3], info["history"]
+    assert info["stopped_early"] == (
+        "after epoch 3 of 8: validation accuracy did not rise by more than 0 for 2 epoch(s) (train.early_stopping)"
+    )
+    assert info["best_epoch"] == 1
+    # The saved model is the best epoch's: its validation score is that epoch's.
+    assert result.metrics["validation"]["accuracy"] == info["history"][0]["validation_accuracy"]
+    assert "Training stopped early, after epoch 3 of 8" in (out / "README.md").read_text()

@@ -6,7 +6,7 @@ surgery, the trainable parameters, the results, and the command that reproduces 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +63,8 @@ class CardFacts:
     best_epoch: int | None
     metrics: dict[str, dict[str, float]]
     history: list[dict[str, Any]]
-    versions: dict[str, str | None]  # python, the libraries, the plugin's distribution
+    stopped_early: str | None = None  # why training ended before its last epoch (train.early_stopping)
+    versions: dict[str, str | None] = field(default_factory=dict)  # python, the libraries, the plugin's dist
 
 
 def _loading_opt_ins(recipe: Recipe) -> list[str]:
@@ -111,6 +112,8 @@ def model_card(name: str, facts: CardFacts) -> str:
         if r.eval.select_split == "validation"
         else f"The last epoch ({facts.best_epoch}) is kept (eval.select_split: none)."
     )
+    if facts.stopped_early:
+        picked += f" Training stopped early, {facts.stopped_early}."
     files = f" with data_files `{r.data.data_files}`" if r.data.data_files else ""
     origin = f", loaded from {facts.base_origin}" if facts.base_origin else ""
     opt_ins = "".join(f"\n- {line}" for line in _loading_opt_ins(r))

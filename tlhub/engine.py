@@ -63,6 +63,9 @@ class TrainState(BaseModel):
     best_metric: float | None = None
     best_epoch: int | None = None
     history: list[dict[str, float | int]] = Field(default_factory=list)
+    watched: float | None = None  # early stopping: the score to beat by min_delta ...
+    stale_epochs: int = Field(0, ge=0)  # ... and the epochs since it was last beaten
+    stopped: str | None = None  # why training stopped before its last epoch
 
 
 def _save_checkpoint(accelerator: Accelerator, state: TrainState, store: CheckpointStore) -> None:
@@ -105,6 +108,21 @@ def _resume(accelerator: Accelerator, store: CheckpointStore) -> TrainState | No
         f"resumed from {checkpoint}: epoch {state.epoch + 1}, batch {state.batches_in_epoch}, step {state.step}"
     )
     return state
+
+
+def _watch(state: TrainState, score: float, train: TrainSection, metric: str) -> None:
+    """Early stopping: count the epochs whose score does not beat the watched one by ``min_delta``."""
+    stopping = train.early_stopping
+    assert stopping is not None
+    if state.watched is None or score > state.watched + stopping.min_delta:
+        state.watched, state.stale_epochs = score, 0
+        return
+    state.stale_epochs += 1
+    if state.stale_epochs >= stopping.patience:
+        state.stopped = (
+            f"after epoch {state.epoch} of {train.epochs}: validation {metric} did not rise by more than "
+            f"{stopping.min_delta:g} for {stopping.patience} epoch(s) (train.early_stopping)"
+        )
 
 
 def class_weights(labels: list[int], num_classes: int, weighting: str) -> torch.Tensor | None:
@@ -203,6 +221,8 @@ def fit(
     metric = load_metrics(evaluation.metrics, experiment_id=f"tlhub-{accelerator.process_index}")
     best_dir = store.best
     for epoch in range(state.epoch, train.epochs):
+        if state.stopped:  # resumed after the early stop's checkpoint
+            break
         model.train()
         train_loader.set_epoch(epoch)
         batches = train_loader
@@ -251,7 +271,12 @@ def fit(
             + (("  (kept: last epoch)" if evaluation.select_split == "none" else "  (best so far)") if improved else "")
         )
         state.epoch, state.batches_in_epoch, state.loss_sum, state.loss_batches = epoch + 1, 0, 0.0, 0
+        if train.early_stopping is not None and epoch + 1 < train.epochs:
+            _watch(state, score, train, evaluation.select_metric)
         _save_checkpoint(accelerator, state, store)
+        if state.stopped:
+            accelerator.print(f"stopped early {state.stopped}")
+            break
 
     accelerator.wait_for_everyone()
     from accelerate.utils import load_checkpoint_in_model

@@ -281,6 +281,13 @@ class TuningSection(_Section):
         return own if own is not None else default
 
 
+class EarlyStopping(_Section):
+    patience: int = Field(gt=0, le=10_000, description="Epochs without an improvement before training stops.")
+    min_delta: float = Field(
+        0.0, ge=0, le=1, description="Smallest rise of eval.select_metric that counts as an improvement."
+    )
+
+
 class TrainSection(_Section):
     epochs: int = Field(3, gt=0, le=10_000, description="Passes over the training split.")
     batch_size: int = Field(
@@ -317,6 +324,11 @@ class TrainSection(_Section):
         "none",
         description="Weight the training loss by class: 'balanced' weighs each class by n_examples / "
         "(n_classes * its count), so a rare class counts as much as a common one.",
+    )
+    early_stopping: EarlyStopping | None = Field(
+        None,
+        description="Stop when the validation metric (eval.select_metric) stalls; null trains every epoch. "
+        "The best epoch's weights are kept either way, and the model card says when and why it stopped.",
     )
 
 
@@ -371,6 +383,16 @@ class Recipe(_Section):
         "working directory, a parent of it, the recipe's folder or the base checkpoint's folder.",
     )
 
+    @model_validator(mode="after")
+    def _stopping_watches_validation(self) -> Recipe:
+        if self.train.early_stopping is not None and self.eval.select_split == "none":
+            raise PydanticCustomError(
+                "stopping_split",
+                "train.early_stopping: watches the validation metric, but eval.select_split is none; "
+                "set eval.select_split: validation, or unset train.early_stopping",
+            )
+        return self
+
 
 def _metrics() -> str:
     return ", ".join(sorted(METRICS))
@@ -409,6 +431,7 @@ _SELF_EXPLAINED = {
     "label_is_input",
     "split_reuse",
     "no_metrics",
+    "stopping_split",
 }
 
 

@@ -293,6 +293,7 @@ def _train_and_save(
             best_epoch=state.best_epoch,
             metrics=metrics,
             history=state.history,
+            stopped_early=state.stopped,
             versions=(rundir.read_record() or {}).get("versions", {}),
         )
         rundir.finish(
@@ -302,6 +303,7 @@ def _train_and_save(
             {
                 "metrics": metrics,
                 "best_epoch": state.best_epoch,
+                "stopped_early": state.stopped,
                 "history": state.history,
                 "trainable_parameters": trainable,
                 "total_parameters": total,
