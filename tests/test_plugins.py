@@ -61,6 +61,10 @@ def test_plugins_json_lists_the_image_plugin_with_its_hooks(cli) -> None:  # typ
     rows = {row["name"]: row for row in json.loads(result.output)}
     assert rows["image"]["hooks"] == ["register_modalities", "register_sources"]
     assert rows["image"]["error"] is None
+    assert rows["image"]["described"]["image"].startswith("image input, builds vit: ViT image classifiers")
+    assert rows["image"]["described"]["sklearn_digits"].startswith("scikit-learn's 1,797 real 8x8")
+    text = cli("plugins").output
+    assert "  modality text: text input, builds bert, roberta, xlm-roberta, distilbert: BERT-family" in text
 
 
 def test_a_registered_plugin_adds_its_modality(fake_plugin: types.ModuleType) -> None:

@@ -112,10 +112,9 @@ def plugins(as_json: bool) -> None:
             continue
         click.echo(f"{i.name} ({origin})")
         click.echo(f"  hooks: {', '.join(i.hooks)}")
-        if i.modalities:
-            click.echo(f"  modalities: {', '.join(i.modalities)}")
-        if i.sources:
-            click.echo(f"  sources: {', '.join(i.sources)}")
+        for kind, names in (("modality", i.modalities), ("source", i.sources)):
+            for name in names:
+                click.echo(f"  {kind} {name}: {i.described.get(name) or 'no description'}")
 
 
 @main.command()

@@ -189,6 +189,8 @@ class PluginInfo:
     modalities: list[str]
     sources: list[str]
     error: str | None = None
+    # What each registered name is: "image input, builds vit: ViT image classifiers (...)"
+    described: dict[str, str] = field(default_factory=dict)
 
 
 def plugin_infos() -> list[PluginInfo]:
@@ -210,6 +212,15 @@ def plugin_infos() -> list[PluginInfo]:
                 modalities=sorted(m.name for m in found.modalities.values() if m.plugin == name),
                 sources=sorted(s.name for s in found.sources.values() if s.plugin == name),
                 error="; ".join(errors) if errors else None,
+                described={
+                    **{
+                        m.name: f"{m.input_type} input, builds {', '.join(m.model_types)}"
+                        + (f": {m.description}" if m.description else "")
+                        for m in found.modalities.values()
+                        if m.plugin == name
+                    },
+                    **{s.name: s.description for s in found.sources.values() if s.plugin == name},
+                },
             )
         )
     return infos
