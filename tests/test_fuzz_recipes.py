@@ -41,6 +41,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, digits_recipe
+from tests.test_plan import SCRATCH_VIT
+from tlhub.recipe import apply_overrides
 
 SEED = 20_240_611
 REFUSE_WITHIN_S = 10.0  # the acceptance bound for a refusal
@@ -158,15 +160,7 @@ class Case:
         return re.sub(r"[^\w.=+-]+", "_", f"{self.kind}-{self.name}")[:90]
 
 
-SCRATCH_CONFIG: dict[str, Any] = dict(
-    model_type="vit",
-    image_size=16,
-    patch_size=4,
-    hidden_size=32,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    intermediate_size=64,
-)
+SCRATCH_CONFIG: dict[str, Any] = SCRATCH_VIT["config"]
 
 
 class Raw(str):
@@ -195,12 +189,7 @@ def to_yaml(node: dict[str, Any] | list[Any], indent: int = 0) -> str:
 
 
 def put(recipe: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    *parents, last = path.split(".")
-    node = recipe
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[last] = value
-    return recipe
+    return apply_overrides(recipe, {path: value})
 
 
 def drop(recipe: dict[str, Any], path: str) -> dict[str, Any]:

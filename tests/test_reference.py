@@ -22,7 +22,7 @@ from pydantic_core import to_jsonable_python
 from tests.conftest import REPO
 from tlhub import plugins
 from tlhub.cli import main
-from tlhub.recipe import Recipe
+from tlhub.recipe import Recipe, apply_overrides
 from tlhub.reference import JSON_SCHEMA_DIALECT, recipe_json_schema, recipe_reference
 
 DOCS = REPO / "docs" / "recipes.md"
@@ -101,12 +101,7 @@ def _recipe(name: str) -> dict[str, Any]:
 
 
 def _set(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    *sections, key = path.split(".")
-    node = data
-    for part in sections:
-        node = node.setdefault(part, {})
-    node[key] = value
-    return data
+    return apply_overrides(data, {path: value})
 
 
 BAD = [
