@@ -36,13 +36,18 @@ Collate = Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]
 
 @dataclass(frozen=True)
 class TrainingData:
-    """The splits the loop reads, how a batch is made, and the classes."""
+    """The splits the loop reads, how a batch is made, and the classes.
+
+    ``collate`` makes evaluation batches; ``train_collate`` (when given) makes training batches, which
+    may be randomly augmented.
+    """
 
     train: datasets.Dataset
     validation: datasets.Dataset
     collate: Collate
     labels: list[str]  # class names in id order
     label_column: str
+    train_collate: Collate | None = None
 
 
 class TrainState(BaseModel):
@@ -184,7 +189,11 @@ def fit(
     """
     labels = data.labels
     train_loader = DataLoader(
-        data.train, batch_size=train.batch_size, shuffle=True, collate_fn=data.collate, num_workers=train.num_workers
+        data.train,
+        batch_size=train.batch_size,
+        shuffle=True,
+        collate_fn=data.train_collate or data.collate,
+        num_workers=train.num_workers,
     )
 
     def loader(split: datasets.Dataset) -> DataLoader:
@@ -212,10 +221,14 @@ def fit(
         weights = weights.to(accelerator.device)
 
     def training_loss(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        outputs = model(**batch)
-        if weights is None:
-            return outputs.loss  # type: ignore[no-any-return]
-        return torch.nn.functional.cross_entropy(outputs.logits.float(), batch["labels"], weight=weights)
+        labels = batch["labels"]
+        if labels.is_floating_point():  # class probabilities (mixup, cutmix): soft-target cross-entropy
+            outputs = model(**{k: v for k, v in batch.items() if k != "labels"})
+        else:
+            outputs = model(**batch)
+            if weights is None:
+                return outputs.loss  # type: ignore[no-any-return]
+        return torch.nn.functional.cross_entropy(outputs.logits.float(), labels, weight=weights)
 
     # Loaded once: each load reads and imports the metric modules.
     metric = load_metrics(evaluation.metrics, experiment_id=f"tlhub-{accelerator.process_index}")

@@ -41,7 +41,7 @@ CALLS: dict[str, tuple[str, ...]] = {
     "new_processor": ("config", "options"),
     "check_plan": ("config", "checkpoint", "processor", "options"),
     "check_data": ("split", "columns", "config", "processor", "options"),
-    "make_encoder": ("processor", "config", "options"),
+    "make_encoder": ("processor", "config", "options", "training"),
     "extend_model": ("model", "options"),
 }
 
@@ -59,6 +59,18 @@ def _accepted(function: Callable[..., Any]) -> frozenset[str] | None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return None
     return frozenset(p.name for p in parameters if p.kind is not inspect.Parameter.POSITIONAL_ONLY)
+
+
+def accepts(function: Callable[..., Any], name: str) -> bool:
+    """Whether ``function`` names the keyword argument ``name`` (``**kwargs`` alone does not count)."""
+    try:
+        parameter = inspect.signature(function).parameters.get(name)
+    except (TypeError, ValueError):
+        return False
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
 
 
 @dataclass(frozen=True)
@@ -88,9 +100,13 @@ class Modality:
             say to drop or prepare them once for its encoder (audio: decoded and resampled), and
             returns the split with one sentence per adaptation (grayscale to RGB, resampling,
             truncation, dropped rows), written to the model card.
-        make_encoder: ``(processor, config, options) -> encode`` where ``encode(values)`` turns a list
-            of raw column values (tuples when a recipe names several input columns) into the model's
-            input tensors, one call per batch.
+        make_encoder: ``(processor, config, options, training) -> encode`` where ``encode(values)`` turns a
+            list of raw column values (tuples when a recipe names several input columns) into the model's
+            input tensors, one call per batch. ``training`` is ``True`` for the encoder of training
+            batches only: random augmentation belongs there, never in evaluation or prediction. An
+            ``encode`` that takes a ``labels`` keyword receives the batch's class ids (a tensor) and
+            may return its own ``labels``: class probabilities of shape (batch, classes) for mixup or
+            cutmix, trained on with soft-target cross-entropy.
         extend_model: optional ``(model, options) -> notes``, called once the pretrained layers are
             loaded and the new head is in place, to add modules the head reads from (the text plugin's
             mean-pooling layer); the notes go to the model card.

@@ -147,6 +147,9 @@ class RunDir:
         self.recipe_file = path / "recipe.yaml"
         self.card = path / "README.md"
         self.adapter = path / "adapter"
+        self.curves = path / "curves.png"  # loss, validation metric and learning rate over training
+        self.evaluation = path / "eval"  # the test split's report: metrics, confusion matrix, mistakes
+        self.logs = path / "logs"  # the trackers' files (train.report_to), e.g. TensorBoard event files
         self.checkpoints = CheckpointStore(folder=path / "checkpoints", best=path / "best_model")
         self._manifest = path / ".tlhub-manifest"  # the top-level names tlhub wrote, one per line
         self._lock_file = path / ".tlhub.lock"
@@ -258,7 +261,16 @@ class RunDir:
             return set()
 
     def _fixed_names(self) -> set[str]:
-        fixed = (self.run_file, self.metrics_file, self.recipe_file, self.card, self.adapter)
+        fixed = (
+            self.run_file,
+            self.metrics_file,
+            self.recipe_file,
+            self.card,
+            self.adapter,
+            self.curves,
+            self.evaluation,
+            self.logs,
+        )
         return {p.name for p in fixed} | {self.checkpoints.folder.name, self.checkpoints.best.name}
 
     def _record(self, *names: str) -> None:
@@ -368,6 +380,18 @@ class RunDir:
             os.replace(entry, target)
         self._staging.rmdir()
 
+    def write(self, path: Path, content: str | bytes) -> None:
+        """Write one file of the run (``path`` under the run directory), recorded first, replaced whole."""
+        relative = path.relative_to(self.path)
+        self._record(relative.parts[0])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write(path, content)
+
+    def record_folder(self, folder: Path) -> Path:
+        """Record a top-level folder that a library fills (a tracker's logs) before it writes; return it."""
+        self._record(folder.relative_to(self.path).parts[0])
+        return folder
+
     def finish(self, metrics: dict[str, Any], recipe_yaml: str, card: str, record: dict[str, Any]) -> None:
         """Write the results, mark the run finished in ``run.json`` and drop the resumable checkpoints."""
         self._record(self.metrics_file.name, self.recipe_file.name, self.card.name)
@@ -383,10 +407,13 @@ def _is_control(name: str) -> bool:
     return name.startswith(".tlhub")
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, content: str | bytes) -> None:
     """Replace a file whole: written beside it, then renamed over it, so a kill never leaves half a file."""
     temporary = path.with_name(f".tlhub-tmp-{path.name}")
-    temporary.write_text(text)
+    if isinstance(content, bytes):
+        temporary.write_bytes(content)
+    else:
+        temporary.write_text(content)
     os.replace(temporary, path)
 
 

@@ -80,18 +80,28 @@ def _accelerator(plan: Plan) -> Accelerator:
     return accelerator
 
 
-def _collate(plan: Plan) -> Any:
+def _collate(plan: Plan, training: bool = False) -> Any:
     import torch
 
-    encode = plan.modality.call("make_encoder", processor=plan.processor, config=plan.config, options=plan.options)
+    from tlhub.modality import accepts
+
+    encode = plan.modality.call(
+        "make_encoder", processor=plan.processor, config=plan.config, options=plan.options, training=training
+    )
     columns, label = plan.recipe.data.input_columns, plan.recipe.data.label_column
 
     def values(example: dict[str, Any]) -> Any:
         return example[columns[0]] if len(columns) == 1 else tuple(example[c] for c in columns)
 
+    # An encoder that names `labels` receives them and may return its own (mixup, cutmix: class
+    # probabilities per example, which the loop trains on with soft-target cross-entropy).
+    takes_labels = accepts(encode, "labels")
+
     def collate(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch = dict(encode([values(e) for e in examples]))
-        batch["labels"] = torch.tensor([e[label] for e in examples])
+        labels = torch.tensor([e[label] for e in examples])
+        inputs = [values(e) for e in examples]
+        batch = dict(encode(inputs, labels=labels) if takes_labels else encode(inputs))
+        batch.setdefault("labels", labels)
         return batch
 
     return collate
@@ -263,6 +273,7 @@ def _train_and_save(
         train=splits.train.select_columns(columns),
         validation=splits.validation.select_columns(columns),
         collate=_collate(plan),
+        train_collate=_collate(plan, training=True),
         labels=splits.labels,
         label_column=r.data.label_column,
     )
