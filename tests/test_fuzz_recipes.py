@@ -1204,23 +1204,23 @@ def bad_image_cases() -> list[Case]:
 
 
 def plugin_option_cases() -> list[Case]:
-    takes_none: list[Expect] = [Key("model.options"), Text("takes no options")]
-    specs: list[tuple[str, str, Any]] = [
-        ("override", "model.options", {"bad_img": 1}),
-        ("file", "model.options", {"bad_img": 1}),
-        ("override", "model.options.bad_img", 1),
-        ("file", "model.options", {"crop": 0.9}),
-        ("override", "model.options", {"max_length": 16}),  # the text plugin's option
-        ("file", "model.options", {"max_seconds": 1}),  # the audio plugin's option
-        ("override", "model.options", {"": 1}),
-        ("file", "model.options", {"bad_img": None}),
+    """Keys the image plugin does not take (it takes only ``augment``), other plugins' options among them."""
+    specs: list[tuple[str, str, Any, str]] = [
+        ("override", "model.options", {"bad_img": 1}, "bad_img"),
+        ("file", "model.options", {"bad_img": 1}, "bad_img"),
+        ("override", "model.options.bad_img", 1, "bad_img"),
+        ("file", "model.options", {"crop": 0.9}, "crop"),
+        ("override", "model.options", {"max_length": 16}, "max_length"),  # the text plugin's option
+        ("file", "model.options", {"max_seconds": 1}, "max_seconds"),  # the audio plugin's option
+        ("override", "model.options", {"": 1}, "''"),
+        ("file", "model.options", {"bad_img": None}, "bad_img"),
     ]
     cases = []
-    for where, path, value in specs:
+    for where, path, value, key in specs:
 
-        def make(ctx: Ctx, where: str = where, path: str = path, value: Any = value) -> Attempt:
+        def make(ctx: Ctx, where: str = where, path: str = path, value: Any = value, key: str = key) -> Attempt:
             attempt = at(where, path, value)(ctx)
-            attempt.expect = list(takes_none)
+            attempt.expect = [Key(f"model.options.{key}"), Text("unknown key (valid keys here: augment)")]
             return attempt
 
         cases.append(Case("plugin_options", f"{where}-{path}={flow(value)}", make))

@@ -61,7 +61,7 @@ def scratch(**config: Any) -> dict[str, Any]:
         ({"train": {"mixed_precision": "fp16"}}, "train.mixed_precision: fp16 needs a GPU"),
         ({"data": {"data_files": "x.csv"}}, "data.data_files: source 'sklearn_digits' does not read it"),
         ({"data": {"load_options": {"sep": ","}}}, "data.load_options: source 'sklearn_digits' does not read it"),
-        ({"model": {"options": {"bad_img": 1}}}, "model.options: plugin 'image' takes no options"),
+        ({"model": {"options": {"bad_img": 1}}}, "model.options.bad_img: unknown key (valid keys here: augment)"),
         ({"model": scratch(hidden_size=-32)}, "model.config: hidden_size is -32; a size must be positive"),
         ({"model": scratch(hidden_size="big")}, "model.config.hidden_size: ViTConfig refuses it"),
         ({"model": scratch(hidden_size=30, num_attention_heads=4)}, "hidden_size 30 is not a multiple of"),

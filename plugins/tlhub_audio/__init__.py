@@ -7,6 +7,8 @@ names) and ``espeak_words`` (a spoken-word corpus synthesised with espeak-ng, fo
 Decoding: the ``datasets`` ``Audio`` feature's own decoder, torchcodec (FFmpeg), one file at a time so
 that a file that does not decode is named. Every clip is mixed down to mono and resampled with torchaudio
 to the feature extractor's rate, once, before training (``check_data``); batches are padded per batch.
+``model.options.augment`` sets training-time augmentation (``augment.py``): waveform changes in the
+training encoder, SpecAugment through the model's config.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 import tlhub
 from tlhub.errors import DataError
 from tlhub_audio import espeak, files
+from tlhub_audio.augment import AudioAugment, samples_for_frames
 
 if TYPE_CHECKING:
     import datasets
@@ -43,6 +46,11 @@ class Options(BaseModel):
         "fail",
         description="A file that does not decode, or an empty or silent clip: stop naming it, or skip it and count.",
     )
+    augment: AudioAugment = Field(
+        default_factory=AudioAugment,
+        description="Random changes to training clips (never to validation, test or prediction); every kind is "
+        "off unless set (SpecAugment: the checkpoint's own config values stand unless set).",
+    )
 
 
 def load_processor(checkpoint: str, trust_remote_code: bool = False) -> Any:
@@ -64,6 +72,30 @@ def new_processor(config: PretrainedConfig) -> Any:
         do_normalize=True,
         return_attention_mask=config.feat_extract_norm == "layer",
     )
+
+
+def check_plan(config: PretrainedConfig, processor: Any, options: Options) -> list[str]:
+    """SpecAugment's spans set in the options must fit: transformers refuses, mid-training, a time mask
+    longer than a batch's frames and a feature mask wider than the hidden size."""
+    spec = options.augment.spec_augment()
+    if not spec:
+        return []
+    values = {**config.to_dict(), **spec}
+    problems = []
+    if values.get("mask_time_prob", 0) > 0:
+        length = values.get("mask_time_length", 1)
+        needed = samples_for_frames(config, length) / processor.sampling_rate
+        if needed > options.max_seconds:
+            problems.append(
+                f"model.options.augment.mask_time_length: a time mask of {length} frames needs clips of "
+                f"{needed:.3f} s at least, longer than model.options.max_seconds {options.max_seconds}"
+            )
+    if values.get("mask_feature_prob", 0) > 0 and values.get("mask_feature_length", 1) > config.hidden_size:
+        problems.append(
+            f"model.options.augment.mask_feature_length: {values['mask_feature_length']} channels is more than "
+            f"the model's hidden_size {config.hidden_size}"
+        )
+    return problems
 
 
 def _decode(item: dict[str, Any]) -> tuple[torch.Tensor, int]:
@@ -141,16 +173,35 @@ def check_data(
     return prepared.add_column(column, arrays, feature=feature), notes  # type: ignore[arg-type]
 
 
-def make_encoder(processor: Any) -> Callable[[Sequence[Any]], dict[str, torch.Tensor]]:
+def make_encoder(
+    processor: Any, config: PretrainedConfig | None = None, options: Options | None = None, training: bool = False
+) -> Callable[[Sequence[Any]], dict[str, torch.Tensor]]:
     import numpy as np
+
+    options = options if options is not None else Options()
+    rate = processor.sampling_rate
+    transform = options.augment.waveform_transform(rate, options.max_seconds) if training else None
+    # transformers' SpecAugment refuses a training batch shorter than one time mask: pad such a batch up to it.
+    shortest = options.augment.min_training_samples(config) if training and config is not None else 0
 
     def encode(clips: Sequence[Any]) -> dict[str, torch.Tensor]:
         # Padded to the longest clip of the batch; the mask (for extractors that return one) lets the
         # model pool over the real frames only.
         arrays = [np.asarray(clip, dtype=np.float32) for clip in clips]
-        return dict(processor(arrays, sampling_rate=processor.sampling_rate, padding=True, return_tensors="pt"))
+        if transform is not None:
+            import torch
+
+            arrays = [transform(torch.tensor(array)).numpy() for array in arrays]
+        longest = max(len(array) for array in arrays)
+        padding = {"padding": "max_length", "max_length": shortest} if longest < shortest else {"padding": True}
+        return dict(processor(arrays, sampling_rate=rate, return_tensors="pt", **padding))
 
     return encode
+
+
+def extend_model(model: Any, options: Options | None) -> list[str]:
+    """Set SpecAugment on the model's config when the options ask; the model-card notes of augmentation."""
+    return options.augment.apply(model) if options is not None else []
 
 
 @tlhub.hookimpl
@@ -168,8 +219,10 @@ def register_modalities(register: Callable[[tlhub.Modality], None]) -> None:
             lora_targets=("q_proj", "v_proj"),
             load_processor=load_processor,
             new_processor=new_processor,
+            check_plan=check_plan,
             check_data=check_data,
             make_encoder=make_encoder,
+            extend_model=extend_model,
             options=Options,
             description="wav2vec2, HuBERT and WavLM audio classifiers (transformers AutoModelForAudioClassification)",
         )

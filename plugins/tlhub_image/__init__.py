@@ -1,7 +1,7 @@
 """tlhub's image plugin: ViT image classifiers, and scikit-learn's handwritten digits as a data source.
 
 Registered through the ``tlhub`` entry-point group exactly as a third-party plugin would be
-(see ``pyproject.toml``).
+(see ``pyproject.toml``). ``model.options.augment`` sets training-time augmentation (``augment.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ from collections.abc import Callable, Sequence
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 import tlhub
+from tlhub_image.augment import ImageAugment
 
 if TYPE_CHECKING:
     import datasets
@@ -19,7 +22,19 @@ if TYPE_CHECKING:
     import torch
     from transformers import PretrainedConfig
 
-# torch, transformers and datasets load where they are used: `tlhub plugins` imports this module.
+# torch, torchvision, transformers and datasets load where they are used: `tlhub plugins` imports this module.
+
+
+class Options(BaseModel):
+    """``model.options`` of the image plugin."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    augment: ImageAugment = Field(
+        default_factory=ImageAugment,
+        description="Random changes to training images (never to validation, test or prediction); every kind "
+        "is off unless set.",
+    )
 
 
 def load_processor(checkpoint: str, trust_remote_code: bool = False) -> Any:
@@ -84,13 +99,29 @@ def check_data(
     return split, adaptations
 
 
-def make_encoder(processor: Any, config: PretrainedConfig) -> Callable[[Sequence[Any]], dict[str, torch.Tensor]]:
+def make_encoder(
+    processor: Any, config: PretrainedConfig, options: Options | None = None, training: bool = False
+) -> Callable[..., dict[str, torch.Tensor]]:
     mode = "RGB" if config.num_channels == 3 else "L"
+    augment = options.augment if options is not None and training else ImageAugment()
+    transform, mix = augment.image_transform(config), augment.batch_transform(config)
 
-    def encode(images: Sequence[PIL.Image.Image]) -> dict[str, torch.Tensor]:
-        return dict(processor(images=[image.convert(mode) for image in images], return_tensors="pt"))
+    def encode(images: Sequence[PIL.Image.Image], labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        converted = [image.convert(mode) for image in images]
+        if transform is not None:
+            converted = [transform(image) for image in converted]
+        batch = dict(processor(images=converted, return_tensors="pt"))
+        if mix is not None and labels is not None:
+            # class ids in, class probabilities (batch x num_labels) out: tlhub trains on them with soft targets
+            batch["pixel_values"], batch["labels"] = mix(batch["pixel_values"], labels)
+        return batch
 
     return encode
+
+
+def extend_model(options: Options | None) -> list[str]:
+    """Adds nothing to the model; says in the model card how the training images were augmented."""
+    return options.augment.describe() if options is not None else []
 
 
 @functools.cache  # validation peeks at the schema, the run loads: build it once per process
@@ -129,6 +160,8 @@ def register_modalities(register: Callable[[tlhub.Modality], None]) -> None:
             check_plan=check_plan,
             check_data=check_data,
             make_encoder=make_encoder,
+            extend_model=extend_model,
+            options=Options,
             description="ViT image classifiers (transformers AutoModelForImageClassification)",
         )
     )
