@@ -1,5 +1,5 @@
 """Light at the door: `import tlhub`, `tlhub --help` and `tlhub plugins` import no torch, transformers,
-datasets, peft or accelerate; and a normal run prints tlhub's own account, not transformers' load report."""
+datasets, peft, accelerate or matplotlib; and a normal run prints tlhub's own account, not transformers' load report."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import digits_recipe, write_recipe
 
-HEAVY = ("torch", "transformers", "datasets", "peft", "accelerate")
+HEAVY = ("torch", "transformers", "datasets", "peft", "accelerate", "matplotlib")
 
 
 def imported_modules(*args: str) -> set[str]:
@@ -31,7 +31,7 @@ def imported_modules(*args: str) -> set[str]:
         ["-c", "import tlhub"],
         ["-m", "tlhub", "--help"],
         ["-m", "tlhub", "plugins"],
-        ["-c", "import tlhub.errors, tlhub.recipe, tlhub.plan, tlhub.rundir, tlhub.reference"],
+        ["-c", "import tlhub.errors, tlhub.recipe, tlhub.plan, tlhub.rundir, tlhub.reference, tlhub.plots"],
     ],
     ids=["import", "help", "plugins", "core-modules"],
 )

@@ -1,10 +1,10 @@
 """Kill a run at any moment, resume it, and get the uninterrupted run's result, exactly.
 
-For fp32 (``mixed_precision: no``) and bf16: one uninterrupted reference run of a tiny recipe, then trials in
-which a ``tlhub run`` process is SIGKILLed at a chosen moment (while training, validating, saving a checkpoint,
-or saving the final model) and resumed with ``--resume``, sometimes killed again, until it finishes. Each finished
-folder must hold the reference's ``metrics.json``, ``run.json`` history and best epoch, the same weights and the
-same files, every one of them in the manifest that ``--overwrite`` removes.
+For fp32 (``mixed_precision: no``) and bf16 with random augmentation: one uninterrupted reference run of a tiny
+recipe, then trials in which a ``tlhub run`` process is SIGKILLed at a chosen moment (while training, validating,
+saving a checkpoint, or saving the final model) and resumed with ``--resume``, sometimes killed again, until it
+finishes. Each finished folder must hold the reference's ``metrics.json``, ``run.json`` history, log and best epoch,
+the same weights and the same files, every one of them in the manifest that ``--overwrite`` removes.
 
 The process runs in slices of a millisecond and is looked at only while stopped (``TlhubProcess.run_until``), so
 the moment a trial records is the moment the process died in, read from what it left on disk and in its log.
@@ -225,7 +225,7 @@ def compare(out: Path, reference: Path) -> list[str]:
     if json.loads(metrics) != json.loads(expected_metrics):
         problems.append(f"metrics.json differs: {metrics} != {expected_metrics}")
     ran, expected = json.loads((out / "run.json").read_text()), json.loads((reference / "run.json").read_text())
-    for key in ("history", "best_epoch", "metrics", "status"):
+    for key in ("history", "log", "best_epoch", "metrics", "status"):
         if ran.get(key) != expected.get(key):
             problems.append(f"run.json {key} differs: {ran.get(key)} != {expected.get(key)}")
     weights, expected_weights = (
@@ -247,15 +247,20 @@ def compare(out: Path, reference: Path) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("precision", ["no", "bf16"])
+# The bf16 trials also augment (random crops, rotations, mixup): each batch's draws must replay on resume.
+AUGMENT = {"crop_scale": [0.7, 1.0], "rotation_degrees": 10.0, "mixup_alpha": 0.4}
+
+
+@pytest.mark.parametrize(("precision", "augment"), [("no", None), ("bf16", AUGMENT)], ids=["fp32", "bf16-augmented"])
 def test_a_killed_run_resumes_to_the_uninterrupted_result(
-    start_tlhub: Any, tiny_vit: Path, tmp_path: Path, precision: str
+    start_tlhub: Any, tiny_vit: Path, tmp_path: Path, precision: str, augment: dict[str, Any] | None
 ) -> None:
     recipe = write_recipe(
         tmp_path / "recipe.yaml",
         digits_recipe(
             tiny_vit,
             tmp_path / "unused",
+            model={"plugin": "image", "checkpoint": str(tiny_vit), "options": {"augment": augment} if augment else {}},
             data={"train_samples_per_class": PER_CLASS},
             train={
                 "epochs": EPOCHS,

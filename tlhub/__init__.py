@@ -3,6 +3,7 @@
 >>> import tlhub
 >>> result = tlhub.run("recipes/digits_vit.yaml", overrides={"train.epochs": 1})
 >>> result.metrics["test"]["accuracy"], result.output_dir
+>>> tlhub.load(result.output_dir).predict(["digit.png"])[0].label
 
 Importing tlhub imports no torch, transformers, datasets, peft or accelerate: every plugin imports
 tlhub, and ``tlhub --help`` or ``tlhub plugins`` must stay fast. They load where they are used.
@@ -21,6 +22,7 @@ from tlhub.errors import (
     TlhubError,
 )
 from tlhub.hookspecs import hookimpl
+from tlhub.inference import Prediction, TrainedModel, load
 from tlhub.modality import Modality
 from tlhub.plan import Plan, make_plan
 from tlhub.recipe import Recipe, load_recipe
@@ -38,13 +40,16 @@ __all__ = [
     "OutputDirError",
     "Plan",
     "PluginError",
+    "Prediction",
     "Recipe",
     "RecipeError",
     "RunResult",
     "Source",
     "TlhubError",
+    "TrainedModel",
     "__version__",
     "hookimpl",
+    "load",
     "load_recipe",
     "make_plan",
     "plan_run",

@@ -84,14 +84,29 @@ def _loading_opt_ins(recipe: Recipe) -> list[str]:
 
 def model_card(name: str, facts: CardFacts) -> str:
     """The text of ``README.md``: Hugging Face model card metadata, then the run's facts."""
-    from huggingface_hub import ModelCard, ModelCardData
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     r = facts.recipe
+    # The test scores as the Hub reads them (model-index): shown on the model's page.
+    results = [
+        EvalResult(
+            task_type=facts.pipeline_task,
+            dataset_type=r.data.source,
+            dataset_name=r.data.source,
+            dataset_split="test",
+            metric_type=metric,
+            metric_value=round(value, 4),
+        )
+        for metric, value in facts.metrics.get("test", {}).items()
+        if metric not in ("loss", "examples")
+    ]
     data = ModelCardData(
         library_name="transformers",
         pipeline_tag=facts.pipeline_task,
         tags=["tlhub", f"tlhub-{r.tuning.strategy}", facts.input_type],
         base_model=facts.base if facts.base and is_hub_id(facts.base) else None,
+        model_name=name if results else None,
+        eval_results=results or None,
     )
     table = ["| split | " + " | ".join(next(iter(facts.metrics.values()))) + " |"]
     table.append("|---" * (1 + len(next(iter(facts.metrics.values())))) + "|")
@@ -151,6 +166,13 @@ Trainable parameters: {facts.trainable:,} of {facts.total:,} ({100 * facts.train
 {chr(10).join(table)}
 
 {chr(10).join(history)}
+
+![Training loss, validation {r.eval.select_metric} and learning rate](curves.png)
+
+The test split's confusion matrix (rows: true class, columns: predicted); `eval/test/` also holds
+the per-class scores (`per_class.csv`) and the most confident mistakes (`mistakes.csv`):
+
+![Confusion matrix of the test split](eval/test/confusion_matrix.png)
 
 ## Reproduce
 ```

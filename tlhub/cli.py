@@ -128,3 +128,130 @@ def schema(markdown: bool) -> None:
         click.echo(recipe_reference(), nl=False)  # it ends with its own newline: the file equals the text
         return
     click.echo(json.dumps(recipe_json_schema(), indent=2))
+
+
+@main.command()
+@click.argument("run_dir")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option(
+    "--column",
+    help="For table files (csv, tsv, json, jsonl, parquet): the column(s) holding the inputs, "
+    "comma-separated for sentence pairs. Default: the run's input column.",
+)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the predictions to a .csv or .jsonl file.")
+@click.option("--top-k", default=1, show_default=True, type=click.IntRange(min=1), help="Classes listed per input.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--on-error",
+    type=click.Choice(["fail", "skip"]),
+    default="fail",
+    show_default=True,
+    help="An input that cannot be read: stop naming it, or skip it and say so.",
+)
+@_reports_errors(recipe_arg=False)
+def predict(
+    run_dir: str,
+    inputs: tuple[str, ...],
+    column: str | None,
+    output: str | None,
+    top_k: int,
+    batch_size: int,
+    on_error: str,
+) -> None:
+    """Predict with a finished run: INPUTS are files, folders (searched recursively), globs, text files (one
+    input per line, for text models) or table files with --column."""
+    _quiet_loading()
+    from tlhub.inference import load
+    from tlhub.predict_io import gather_inputs, write_predictions
+
+    if output is not None and not output.lower().endswith((".csv", ".jsonl")):
+        raise RecipeError([f"--output: '{output}' must end in .csv or .jsonl"])
+    trained = load(run_dir)
+    values, described = gather_inputs(list(inputs), trained, column)
+    predictions = trained.predict(
+        values, top_k=top_k, batch_size=batch_size, on_error=on_error, descriptions=described, progress=True
+    )
+    if skipped := len(values) - len(predictions):
+        click.echo(f"skipped {skipped} input(s) that could not be read (--on-error skip)", err=True)
+    if output is not None:
+        write_predictions(predictions, output)
+        click.echo(f"{len(predictions)} prediction(s) -> {output}", err=True)
+        return
+    for line in _table(predictions):
+        click.echo(line)
+
+
+def _quiet_loading() -> None:
+    """No progress bars of Hugging Face libraries (loading weights, reading a few files): tlhub shows its own."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def _table(predictions: list[Any]) -> list[str]:
+    width = min(60, max([len("input"), *(len(p.input) for p in predictions)]))
+    lines = [f"{'input':<{width}}  {'label':<12}  score  top-k"]
+    for p in predictions:
+        shown = p.input if len(p.input) <= width else "..." + p.input[-(width - 3) :]
+        shown = shown.replace("\n", " ")
+        others = ", ".join(f"{label} {score:.3f}" for label, score in p.top_k[1:])
+        lines.append(f"{shown:<{width}}  {p.label:<12}  {p.score:.3f}  {others}".rstrip())
+    return lines
+
+
+@main.command(name="eval")
+@click.argument("run_dir")
+@click.option(
+    "--data",
+    help="Labelled data: a folder of class-named subfolders (images, audio) or a csv, tsv, json, "
+    "jsonl or parquet file. Default: the run's own data, split as in the run.",
+)
+@click.option("--recipe", help="Use this recipe's data section (and its split carving) instead.")
+@click.option(
+    "--split",
+    help="A split of --data (default: its only split, or test), or a role (train, validation, "
+    "test) of the run's or --recipe's data (default: test).",
+)
+@click.option("--input-column", help="The input column(s) of --data, comma-separated for pairs (default: the run's).")
+@click.option("--label-column", help="The label column of --data (default: label for folders, else the run's).")
+@click.option("--output", "-o", type=click.Path(file_okay=False), help="Report folder (default: RUN_DIR/eval/NAME).")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--mistakes",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many of the most confident mistakes to list.",
+)
+@_reports_errors(recipe_arg=False)
+def evaluate(
+    run_dir: str,
+    data: str | None,
+    recipe: str | None,
+    split: str | None,
+    input_column: str | None,
+    label_column: str | None,
+    output: str | None,
+    batch_size: int,
+    mistakes: int,
+) -> None:
+    """Score a finished run on labelled data: metrics, per-class scores, a confusion matrix (PNG) and the
+    most confident mistakes, written to a report folder. Labels are matched to the model's by name."""
+    from pathlib import Path
+
+    _quiet_loading()
+    from tlhub.errors import OutputDirError
+    from tlhub.inference import evaluate as evaluate_model
+    from tlhub.inference import labelled_data, load
+
+    if data and recipe:
+        raise RecipeError(["--data and --recipe: give one of them (or neither, for the run's own data)"])
+    trained = load(run_dir)
+    examples, label, name = labelled_data(trained, data, recipe, split, input_column, label_column)
+    title = f"{Path(run_dir).name} on {name} ({len(examples)} examples)"
+    report = evaluate_model(trained, examples, label, title, batch_size=batch_size, mistakes=mistakes)
+    folder = Path(output) if output else Path(run_dir) / "eval" / name
+    try:
+        report.write(folder)
+    except OSError as exc:
+        raise OutputDirError(f"--output: cannot write the report into '{folder}' ({exc.strerror})") from None
+    click.echo("  ".join(f"{k} {v:.4f}" if k != "examples" else f"examples {v}" for k, v in report.metrics.items()))
+    click.echo(f"report: {folder}/ (metrics.json, per_class.csv, confusion_matrix.png, mistakes.csv)")

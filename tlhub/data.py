@@ -12,7 +12,7 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import datasets
@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 ROLES = ("train", "validation", "test")
 
 
+# Numbers each example, so that what a plugin's checks keep (they may drop examples) maps back to its input.
+INDEX_COLUMN = "__tlhub_index"
+
+
 @dataclass
 class Splits:
     """The three splits of a run, with the label column cast to ``ClassLabel(names=labels)``."""
@@ -36,6 +40,7 @@ class Splits:
     test: datasets.Dataset
     labels: list[str]
     notes: list[str]  # how the splits were made, for the model card
+    test_inputs: list[str] = field(default_factory=list)  # what to call each test example (path or text)
 
     def items(self) -> list[tuple[str, datasets.Dataset]]:
         return [(role, getattr(self, role)) for role in ROLES]
@@ -366,3 +371,18 @@ def size_notes(splits: Splits, recipe: Recipe) -> list[str]:
             names = ", ".join(_class_names(split, recipe.data.label_column, sorted(missing)))
             notes.append(f"{role}: no examples of class(es) {names}; its scores cover the other classes")
     return notes
+
+
+def describe_inputs(split: datasets.Dataset, columns: list[str]) -> list[str]:
+    """What to call each example in a report: its file path, its text, or ``#i``."""
+    import datasets
+
+    column = columns[0]
+    feature = split.features[column]
+    if isinstance(feature, (datasets.Image, datasets.Audio)):
+        raw = split.cast_column(column, type(feature)(decode=False))[column]
+        return [item.get("path") or f"#{i}" for i, item in enumerate(raw)]
+    if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+        texts = [split[c] for c in columns]
+        return [" | ".join(parts) for parts in zip(*texts, strict=True)]
+    return [f"#{i}" for i in range(len(split))]

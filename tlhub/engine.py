@@ -68,6 +68,10 @@ class TrainState(BaseModel):
     best_metric: float | None = None
     best_epoch: int | None = None
     history: list[dict[str, float | int]] = Field(default_factory=list)
+    # every train.logging_steps optimizer steps: {step, epoch (fractional), train_loss, learning_rate}
+    log: list[dict[str, float | int]] = Field(default_factory=list)
+    log_loss_sum: float = 0.0  # training losses of the batches since the last log entry, summed ...
+    log_batches: int = Field(0, ge=0)  # ... over this many batches
     watched: float | None = None  # early stopping: the score to beat by min_delta ...
     stale_epochs: int = Field(0, ge=0)  # ... and the epochs since it was last beaten
     stopped: str | None = None  # why training stopped before its last epoch
@@ -115,6 +119,16 @@ def _resume(accelerator: Accelerator, store: CheckpointStore) -> TrainState | No
     return state
 
 
+def _record_log(accelerator: Accelerator, state: TrainState, epoch: float, learning_rate: float) -> None:
+    """Add a log entry (the mean loss of the batches since the last one) and send it to the trackers."""
+    train_loss = state.log_loss_sum / state.log_batches
+    state.log.append(
+        {"step": state.step, "epoch": round(float(epoch), 4), "train_loss": train_loss, "learning_rate": learning_rate}
+    )
+    state.log_loss_sum, state.log_batches = 0.0, 0
+    accelerator.log({"train/loss": train_loss, "train/learning_rate": learning_rate}, step=state.step)
+
+
 def _watch(state: TrainState, score: float, train: TrainSection, metric: str) -> None:
     """Early stopping: count the epochs whose score does not beat the watched one by ``min_delta``."""
     stopping = train.early_stopping
@@ -143,6 +157,61 @@ def class_weights(labels: list[int], num_classes: int, weighting: str) -> torch.
     return torch.tensor(weights, dtype=torch.float32)
 
 
+@dataclass(frozen=True)
+class SplitPredictions:
+    """The model's logits for every example of a split, in the split's order (float32, on the CPU), and
+    the class ids of the examples when the batches carried labels."""
+
+    logits: torch.Tensor  # (examples, classes)
+    references: torch.Tensor | None  # (examples,)
+
+
+def predict_split(
+    model: torch.nn.Module,
+    dataloader: DataLoader,
+    accelerator: Accelerator | None = None,
+    progress: bool = False,
+) -> SplitPredictions:
+    """Run ``model`` over every batch; with an ``accelerator`` (and its prepared ``dataloader``), gather
+    every process's examples once each (duplicates of the last batch dropped)."""
+    model.eval()
+    device = next(model.parameters()).device
+    logits, references = [], []
+    for batch in tqdm(dataloader, desc="predict", disable=not progress or len(dataloader) < 2, mininterval=1.0):
+        if accelerator is None:
+            batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.no_grad():
+            outputs = model(**{k: v for k, v in batch.items() if k != "labels"})
+        found = (outputs.logits.float(), batch["labels"]) if "labels" in batch else (outputs.logits.float(),)
+        if accelerator is not None:
+            found = accelerator.gather_for_metrics(found)
+        logits.append(found[0].cpu())
+        if len(found) > 1:
+            references.append(found[1].cpu())
+    return SplitPredictions(torch.cat(logits), torch.cat(references) if references else None)
+
+
+def score_predictions(
+    predictions: SplitPredictions, metric: evaluate.CombinedEvaluations, labels: list[str]
+) -> dict[str, float]:
+    """The metrics of labelled predictions, the mean cross-entropy ``loss``, and the number of ``examples``.
+
+    ``metric`` is reused across calls: ``compute`` empties it. ``labels`` names the classes for
+    per-class metrics.
+    """
+    references = predictions.references
+    assert references is not None, "scoring needs the examples' labels"
+    results = {
+        name: float(value)
+        for name, value in metric.compute(
+            predictions=predictions.logits.argmax(dim=-1), references=references, label_names=labels
+        ).items()
+    }
+    results["loss"] = float(torch.nn.functional.cross_entropy(predictions.logits, references))
+    results["examples"] = len(references)  # every example once, whatever the number of processes
+    return results
+
+
 def evaluate_split(
     accelerator: Accelerator,
     model: torch.nn.Module,
@@ -150,26 +219,8 @@ def evaluate_split(
     metric: evaluate.CombinedEvaluations,
     labels: list[str],
 ) -> dict[str, float]:
-    """Metrics of ``model`` over the whole split, gathered from every process (duplicates dropped).
-
-    ``metric`` is reused across calls: ``compute`` empties it. ``labels`` names the classes for
-    per-class metrics.
-    """
-    model.eval()
-    total_loss, count = 0.0, 0
-    for batch in dataloader:
-        with torch.no_grad():
-            outputs = model(**batch)
-        predictions, references, losses = accelerator.gather_for_metrics(
-            (outputs.logits.argmax(dim=-1), batch["labels"], outputs.loss.detach().repeat(len(batch["labels"])))
-        )
-        metric.add_batch(predictions=predictions.cpu(), references=references.cpu())
-        total_loss += float(losses.float().sum())
-        count += len(references)
-    results = {name: float(value) for name, value in metric.compute(label_names=labels).items()}
-    results["loss"] = total_loss / max(count, 1)
-    results["examples"] = count  # every example once, whatever the number of processes
-    return results
+    """Metrics of ``model`` over the whole split, gathered from every process (see :func:`score_predictions`)."""
+    return score_predictions(predict_split(model, dataloader, accelerator), metric, labels)
 
 
 def fit(
@@ -180,12 +231,15 @@ def fit(
     evaluation: EvalSection,
     store: CheckpointStore,
     resume: bool = False,
-) -> tuple[torch.nn.Module, TrainState, Callable[[datasets.Dataset], dict[str, float]]]:
+) -> tuple[torch.nn.Module, TrainState, Callable[[datasets.Dataset], tuple[dict[str, float], SplitPredictions]]]:
     """Train, evaluate on validation every epoch, keep the best epoch's weights.
 
     ``train.class_weighting`` weighs the training loss by class; evaluation losses stay unweighted.
     Returns the prepared model (with the best weights loaded), the final state, and an ``evaluate``
-    function for any further split. Metrics include ``loss`` and the number of ``examples`` evaluated.
+    function for any further split: its metrics (with ``loss`` and the number of ``examples``) and its
+    predictions.
+    Every ``train.logging_steps`` optimizer steps (and at the last step) the training loss and learning
+    rate go into ``state.log`` and, with each epoch's validation metrics, to the accelerator's trackers.
     """
     labels = data.labels
     train_loader = DataLoader(
@@ -259,17 +313,24 @@ def fit(
                 scheduler.step()
                 optimizer.zero_grad()
             state.batches_in_epoch += 1
-            state.loss_sum += float(loss.detach())
+            batch_loss = float(loss.detach())
+            state.loss_sum += batch_loss
             state.loss_batches += 1
+            state.log_loss_sum += batch_loss
+            state.log_batches += 1
             progress.set_postfix(loss=f"{state.loss_sum / state.loss_batches:.4f}", refresh=False)
             if accelerator.sync_gradients:
                 state.step += 1
+                if state.step % train.logging_steps == 0:
+                    done = epoch + state.batches_in_epoch / len(train_loader)
+                    _record_log(accelerator, state, done, scheduler.get_last_lr()[0])
                 if train.checkpoint_steps and state.step % train.checkpoint_steps == 0:
                     _save_checkpoint(accelerator, state, store)
         progress.close()
 
         scores = evaluate_split(accelerator, model, validation_loader, metric, labels)
         score = scores[evaluation.select_metric]
+        accelerator.log({f"validation/{k}": v for k, v in scores.items() if k != "examples"}, step=state.step)
         improved = evaluation.select_split == "none" or state.best_metric is None or score > state.best_metric
         if improved:
             state.best_metric, state.best_epoch = score, epoch + 1
@@ -286,6 +347,8 @@ def fit(
         state.epoch, state.batches_in_epoch, state.loss_sum, state.loss_batches = epoch + 1, 0, 0.0, 0
         if train.early_stopping is not None and epoch + 1 < train.epochs:
             _watch(state, score, train, evaluation.select_metric)
+        if state.log_batches and (state.stopped or state.epoch == train.epochs):  # the last step is always logged
+            _record_log(accelerator, state, state.epoch, scheduler.get_last_lr()[0])
         _save_checkpoint(accelerator, state, store)
         if state.stopped:
             accelerator.print(f"stopped early {state.stopped}")
@@ -297,7 +360,8 @@ def fit(
     load_checkpoint_in_model(accelerator.unwrap_model(model), str(best_dir))
     accelerator.print(f"best epoch: {state.best_epoch} (validation {evaluation.select_metric} {state.best_metric:.4f})")
 
-    def evaluate(data: datasets.Dataset) -> dict[str, float]:
-        return evaluate_split(accelerator, model, accelerator.prepare(loader(data)), metric, labels)
+    def evaluate(data: datasets.Dataset) -> tuple[dict[str, float], SplitPredictions]:
+        predictions = predict_split(model, accelerator.prepare(loader(data)), accelerator)
+        return score_predictions(predictions, metric, labels), predictions
 
     return model, state, evaluate

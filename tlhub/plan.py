@@ -60,7 +60,7 @@ def _validated(
     return load_recipe(recipe, overrides, plugins=known), str(recipe)
 
 
-def _plugin_options(modality: Modality, recipe: Recipe) -> tuple[Any, list[str]]:
+def plugin_options(modality: Modality, recipe: Recipe) -> tuple[Any, list[str]]:
     from pydantic import ValidationError
 
     given = recipe.model.options
@@ -107,6 +107,25 @@ def _precision_problems(recipe: Recipe) -> list[str]:
             "train.mixed_precision: fp16 needs a GPU and this machine has none; use bf16 (fast on recent CPUs) or no"
         ]
     return []
+
+
+# What to install for each tracker Accelerate finds missing (aim: Accelerate supports aim 3 only).
+_TRACKER_PACKAGES = {"aim": "'aim<4'", "comet_ml": "comet-ml"}
+
+
+def _tracker_problems(recipe: Recipe) -> list[str]:
+    """Trackers in train.report_to whose package Accelerate does not find installed."""
+    if not recipe.train.report_to:
+        return []
+    from accelerate.tracking import get_available_trackers
+
+    available = {str(tracker) for tracker in get_available_trackers()}
+    return [
+        f"train.report_to: '{name}' is not installed; pip install {_TRACKER_PACKAGES.get(name, name)}, "
+        "or remove it from train.report_to"
+        for name in recipe.train.report_to
+        if name not in available
+    ]
 
 
 def _model_start(recipe: Recipe) -> tuple[str | None, str | None, PretrainedConfig]:
@@ -173,7 +192,7 @@ def make_plan(recipe: Recipe | str | Path, overrides: dict[str, Any] | list[str]
     if (problem := plugins.source_problem(recipe.data.source, registry)) is not None:
         raise problem
 
-    options, problems = _plugin_options(modality, recipe)
+    options, problems = plugin_options(modality, recipe)
     columns = recipe.data.input_columns
     if len(columns) > modality.max_input_columns:
         problems.append(
@@ -182,6 +201,7 @@ def make_plan(recipe: Recipe | str | Path, overrides: dict[str, Any] | list[str]
         )
     problems += _source_problems(recipe, registry.sources)
     problems += _precision_problems(recipe)
+    problems += _tracker_problems(recipe)
     problems += check_location(
         recipe.output_dir, recipe_file=None if source == "recipe" else source, checkpoint=recipe.model.checkpoint
     )
@@ -237,13 +257,16 @@ def _checked_splits(
     import torch
     from accelerate import PartialState
 
-    from tlhub.data import load_splits, size_notes
+    from tlhub.data import INDEX_COLUMN, describe_inputs, load_splits, size_notes
     from tlhub.errors import DataError
 
     with PartialState(cpu=not torch.accelerator.is_available()).main_process_first():
         splits = load_splits(recipe.data, sources)
         roles_of: dict[str, list[str]] = {}  # the same adaptation in several splits is said once
         for role, split in splits.items():
+            if role == "test":  # the report of the test split names each example by its file or text
+                split = split.add_column(INDEX_COLUMN, list(range(len(split))))
+                described = describe_inputs(split, recipe.data.input_columns)
             checked, notes = modality.call(
                 "check_data",
                 split=split,
@@ -254,6 +277,9 @@ def _checked_splits(
             )
             if len(checked) == 0:
                 raise DataError(f"data.splits.{role}: no {role} examples are left after the plugin's checks")
+            if role == "test":
+                splits.test_inputs = [described[i] for i in checked[INDEX_COLUMN]]
+                checked = checked.remove_columns(INDEX_COLUMN)
             setattr(splits, role, checked)
             for note in notes:
                 roles_of.setdefault(note, []).append(role)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -39,6 +40,10 @@ SCHEDULERS = (
     "inverse_sqrt",
 )
 SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit
+# The experiment trackers Accelerate logs to (accelerate.utils.LoggerType, less "all": a recipe names what it
+# logs to, whatever else is installed); a test keeps this list equal to Accelerate's. Whether a tracker's
+# package is installed is checked by the plan (tlhub validate), which may import Accelerate.
+TRACKERS = ("aim", "clearml", "comet_ml", "dvclive", "mlflow", "swanlab", "tensorboard", "trackio", "wandb")
 
 
 class _Section(BaseModel):
@@ -330,6 +335,29 @@ class TrainSection(_Section):
         description="Stop when the validation metric (eval.select_metric) stalls; null trains every epoch. "
         "The best epoch's weights are kept either way, and the model card says when and why it stopped.",
     )
+    logging_steps: int = Field(
+        10,
+        gt=0,
+        le=10**9,
+        description="Every N optimizer steps, record the mean training loss of the batches since the last record "
+        "and the learning rate (run.json `log`, curves.png, the trackers); the last step of training is always "
+        "recorded.",
+    )
+    report_to: list[Annotated[str, Field(json_schema_extra=_enum(TRACKERS))]] = Field(
+        default_factory=list,
+        description=f"Experiment trackers that receive the recipe, the training log and each epoch's validation "
+        f"metrics, through Accelerate: {', '.join(TRACKERS)}; each one's package must be installed. TensorBoard "
+        "and Aim write under logs/ in output_dir (`tensorboard --logdir OUTPUT_DIR/logs`); the others log where "
+        "their own settings say (their service, or a folder of theirs in the working directory).",
+    )
+
+    @field_validator("report_to")
+    @classmethod
+    def _known_trackers(cls, values: list[str]) -> list[str]:
+        for v in values:
+            if v not in TRACKERS:
+                raise _unknown("tracker", v, sorted(TRACKERS))
+        return _no_duplicates(values, "tracker")
 
 
 class EvalSection(_Section):
@@ -399,7 +427,18 @@ def _metrics() -> str:
 
 
 def _describe_loc(loc: tuple[str | int, ...]) -> str:
-    return ".".join(str(part) for part in loc)
+    return ".".join(str(part) if part != "" else "''" for part in loc)  # an empty key shows as ''"
+
+
+def section_model(annotation: Any) -> type[BaseModel] | None:
+    """The model of a field that is a section of its own, optional or not (``tuning.lora``,
+    ``train.early_stopping``), else ``None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    members = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if len(members) == 1 and isinstance(members[0], type) and issubclass(members[0], BaseModel):
+        return members[0]
+    return None
 
 
 def _fields_at(root: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
@@ -408,8 +447,7 @@ def _fields_at(root: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
     for part in loc:
         if model is None or not isinstance(part, str) or part not in model.model_fields:
             return []
-        annotation = model.model_fields[part].annotation
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        model = section_model(model.model_fields[part].annotation)
     return list(model.model_fields) if model else []
 
 

@@ -19,7 +19,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import to_jsonable_python
 
 from tlhub import plugins
-from tlhub.recipe import Recipe
+from tlhub.recipe import Recipe, section_model
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 REGENERATE = "tlhub schema --markdown > docs/recipes.md"
@@ -225,7 +225,12 @@ read. The sources installed when this page was generated:
 
 def _section(model: type[BaseModel], path: str, field: FieldInfo, level: int) -> list[str]:
     """A heading, the section's own description, its table, then its nested sections (depth first)."""
-    presence = "Required." if field.is_required() else "Optional: every key has a default."
+    if field.is_required():
+        presence = "Required."
+    elif field.default is None and field.default_factory is None:
+        presence = "Optional: off (null) unless the recipe sets it."
+    else:
+        presence = "Optional: every key has a default."
     out = [f"{'#' * level} `{path}`", ""]
     out += [f"{_sentence(field.description or '')} {presence}".strip(), ""]
     out += _table(model, path + ".", list(model.model_fields.items()))
@@ -255,7 +260,13 @@ def _table(model: type[BaseModel], prefix: str, fields: list[tuple[str, FieldInf
     for name, field in fields:
         node = schema["properties"][name]
         if _section_model(field) is not None:
-            kind, default, bounds = "section", "required" if field.is_required() else "see below", ""
+            if field.is_required():
+                kind, default = "section", "required"
+            elif field.default is None and field.default_factory is None:
+                kind, default = "section or null", "`null`"
+            else:
+                kind, default = "section", "see below"
+            bounds = ""
         else:
             kind = _type_of(node, defs)
             default = "required" if field.is_required() else f"`{_yaml(_default(field))}`"
@@ -321,8 +332,7 @@ def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 
 def _section_model(field: FieldInfo) -> type[BaseModel] | None:
     """The model of a field that is a section of its own (``data.splits``, ``tuning.lora``), else ``None``."""
-    annotation = field.annotation
-    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return section_model(field.annotation)
 
 
 def _default(field: FieldInfo) -> Any:

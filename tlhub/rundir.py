@@ -184,7 +184,7 @@ class RunDir:
         self._lock = lock
         try:
             owner = {"pid": os.getpid(), "host": socket.gethostname(), "command": record.get("command")}
-            _write(self._owner, json.dumps({**owner, "since": record.get("started")}))
+            replace_file(self._owner, json.dumps({**owner, "since": record.get("started")}))
             return self._decide(resume, overwrite, record)
         except BaseException:
             self.release(failed_before_start=True)
@@ -319,7 +319,7 @@ class RunDir:
             self.update_record(status="running", error=None)
             return
         self._record(self.run_file.name, self.checkpoints.folder.name, self.checkpoints.best.name)
-        _write(self.run_file, json.dumps({**record, "status": "running", "finished": False}, indent=2))
+        replace_file(self.run_file, json.dumps({**record, "status": "running", "finished": False}, indent=2))
 
     def read_record(self) -> dict[str, Any] | None:
         """``run.json`` of this directory, or ``None`` when there is none."""
@@ -329,7 +329,7 @@ class RunDir:
         """Change fields of ``run.json`` (replaced whole: a kill never leaves half of it)."""
         info = self.read_record() or {}
         info.update(values)
-        _write(self.run_file, json.dumps(info, indent=2))
+        replace_file(self.run_file, json.dumps(info, indent=2))
 
     def fail(self, error: str) -> None:
         """Say in ``run.json`` why the run stopped (best effort: the disk may be what failed).
@@ -342,7 +342,7 @@ class RunDir:
                 return
             text = json.dumps({**info, "status": "failed", "error": error}, indent=2)
             try:
-                _write(self.run_file, text)
+                replace_file(self.run_file, text)
             except OSError:
                 self.path.joinpath(f".tlhub-tmp-{self.run_file.name}").unlink(missing_ok=True)
                 self.run_file.write_text(text)
@@ -385,7 +385,7 @@ class RunDir:
         relative = path.relative_to(self.path)
         self._record(relative.parts[0])
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write(path, content)
+        replace_file(path, content)
 
     def record_folder(self, folder: Path) -> Path:
         """Record a top-level folder that a library fills (a tracker's logs) before it writes; return it."""
@@ -395,9 +395,9 @@ class RunDir:
     def finish(self, metrics: dict[str, Any], recipe_yaml: str, card: str, record: dict[str, Any]) -> None:
         """Write the results, mark the run finished in ``run.json`` and drop the resumable checkpoints."""
         self._record(self.metrics_file.name, self.recipe_file.name, self.card.name)
-        _write(self.metrics_file, json.dumps(metrics, indent=2))
-        _write(self.recipe_file, recipe_yaml)
-        _write(self.card, card)
+        replace_file(self.metrics_file, json.dumps(metrics, indent=2))
+        replace_file(self.recipe_file, recipe_yaml)
+        replace_file(self.card, card)
         self.update_record(**record, status="finished", finished=True)
         shutil.rmtree(self.checkpoints.folder, ignore_errors=True)
         shutil.rmtree(self.checkpoints.best, ignore_errors=True)
@@ -407,7 +407,7 @@ def _is_control(name: str) -> bool:
     return name.startswith(".tlhub")
 
 
-def _write(path: Path, content: str | bytes) -> None:
+def replace_file(path: Path, content: str | bytes) -> None:
     """Replace a file whole: written beside it, then renamed over it, so a kill never leaves half a file."""
     temporary = path.with_name(f".tlhub-tmp-{path.name}")
     if isinstance(content, bytes):

@@ -7,6 +7,7 @@ the run directory the plan checked, and writes what :class:`tlhub.rundir.RunDir`
 from __future__ import annotations
 
 import errno
+import hashlib
 import platform
 import time
 from dataclasses import dataclass
@@ -58,7 +59,8 @@ def run(
     return _execute(plan, resume, overwrite, command or f"tlhub.run({plan.source!r}, overrides={overrides!r})", started)
 
 
-def _accelerator(plan: Plan) -> Accelerator:
+def _accelerator(plan: Plan, logs: Path) -> Accelerator:
+    """The run's accelerator; train.report_to's trackers will write under ``logs`` (:func:`_start_trackers`)."""
     import torch
     from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.state import AcceleratorState
@@ -75,14 +77,57 @@ def _accelerator(plan: Plan) -> Accelerator:
         mixed_precision=train.mixed_precision,
         gradient_accumulation_steps=train.gradient_accumulation_steps,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        # Only names the folder: the trackers create it when they start, once the run directory is claimed.
+        log_with=train.report_to or None,
+        project_dir=str(logs) if train.report_to else None,
     )
     set_seed(train.seed)
     return accelerator
 
 
+def _start_trackers(plan: Plan, accelerator: Accelerator, rundir: RunDir) -> None:
+    """Start train.report_to's trackers (logs/ recorded in the run directory first) with the flat recipe.
+
+    A resumed run starts them again on the same folder: its records follow the interrupted run's.
+    """
+    if not plan.recipe.train.report_to:
+        return
+    if accelerator.is_main_process:
+        rundir.record_folder(rundir.logs)
+    accelerator.init_trackers(project_name=rundir.path.absolute().name, config=_tracker_config(plan.recipe))
+
+
+def _tracker_config(recipe: Recipe) -> dict[str, str | int | float | bool]:
+    """The recipe as one level of dotted keys (``train.learning_rate``): every tracker takes scalars, so
+    anything else (null, a list, an empty mapping) is given as its JSON text."""
+    import json
+
+    flat: dict[str, str | int | float | bool] = {}
+
+    def add(value: Any, key: str) -> None:
+        if isinstance(value, dict) and value:
+            for name, inner in value.items():
+                add(inner, f"{key}.{name}" if key else str(name))
+        elif isinstance(value, str | int | float | bool):
+            flat[key] = value
+        else:
+            flat[key] = json.dumps(value)
+
+    add(recipe.model_dump(mode="json"), "")
+    return flat
+
+
+def _write_curves(rundir: RunDir, state: Any, metric: str) -> None:
+    """``curves.png``: training loss, validation metric and learning rate over the run (``state``: the engine's)."""
+    from tlhub.plots import curves
+
+    rundir.write(rundir.curves, curves(state.log, state.history, metric, best_epoch=state.best_epoch))
+
+
 def _collate(plan: Plan, training: bool = False) -> Any:
     import torch
 
+    from tlhub.data import INDEX_COLUMN
     from tlhub.modality import accepts
 
     encode = plan.modality.call(
@@ -97,14 +142,32 @@ def _collate(plan: Plan, training: bool = False) -> Any:
     # probabilities per example, which the loop trains on with soft-target cross-entropy).
     takes_labels = accepts(encode, "labels")
 
-    def collate(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def encoded(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         labels = torch.tensor([e[label] for e in examples])
         inputs = [values(e) for e in examples]
         batch = dict(encode(inputs, labels=labels) if takes_labels else encode(inputs))
         batch.setdefault("labels", labels)
         return batch
 
+    if not training:
+        return encoded
+    seed = plan.recipe.train.seed
+
+    def collate(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        # A training batch's random augmentation draws from a generator seeded by the run's seed and the
+        # batch's examples in order, not from the global one: the loader encodes each batch ahead of the
+        # step that trains it, so a checkpoint's RNG state would not replay it; this does, after --resume
+        # too. The order of examples changes every epoch, and so does each example's augmentation.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_batch_seed(seed, [e[INDEX_COLUMN] for e in examples]))
+            return encoded(examples)
+
     return collate
+
+
+def _batch_seed(seed: int, indices: list[int]) -> int:
+    digest = hashlib.blake2b(f"{seed}:{indices}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1  # torch.manual_seed takes up to 2**63 - 1
 
 
 # Errors of the machine rather than of the recipe: one line naming the path, and the run stays resumable.
@@ -135,7 +198,7 @@ def _execute(plan: Plan, resume: bool, overwrite: bool, command: str, started: f
 
     rundir = RunDir(plan.output_dir)
     record = _run_record(plan, command)
-    accelerator = _accelerator(plan)
+    accelerator = _accelerator(plan, rundir.logs)
     decision = [rundir.claim(resume, overwrite, record) if accelerator.is_main_process else None]
     decision = broadcast_object_list(decision)  # the main process decided under the lock; the others follow
     begun = False
@@ -145,6 +208,7 @@ def _execute(plan: Plan, resume: bool, overwrite: bool, command: str, started: f
             rundir.start(decision[0], record)
         begun = True
         accelerator.wait_for_everyone()
+        _start_trackers(plan, accelerator, rundir)
         return _train_and_save(plan, accelerator, rundir, surgery, tuned, decision[0] == "resume", command, started)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: the run in '{rundir.path}' stopped; {_how_to_go_on(rundir)}") from None
@@ -252,6 +316,16 @@ def _build(plan: Plan) -> tuple[Any, Any]:
     return surgery, tuned
 
 
+def _write_test_report(rundir: RunDir, splits: Any, metrics: dict[str, float], predictions: Any) -> None:
+    """The test split's report (:mod:`tlhub.report`) into ``eval/test/``, as ``tlhub eval`` writes one."""
+    from tlhub.report import make_report
+
+    title = f"{rundir.path.name}: test split ({metrics['examples']} examples)"
+    report = make_report(title, predictions, metrics, splits.labels, splits.test_inputs)
+    for name, content in report.files().items():
+        rundir.write(rundir.evaluation / "test" / name, content)
+
+
 def _train_and_save(
     plan: Plan,
     accelerator: Accelerator,
@@ -263,14 +337,16 @@ def _train_and_save(
     started: float,
 ) -> RunResult:
     from tlhub.card import CardFacts, base_provenance, model_card
+    from tlhub.data import INDEX_COLUMN
     from tlhub.engine import TrainingData, fit
     from tlhub.recipe import dump_recipe
     from tlhub.tuning import count_parameters
 
     r, splits = plan.recipe, plan.splits
     columns = [*r.data.input_columns, r.data.label_column]
+    numbered = splits.train.add_column(INDEX_COLUMN, list(range(len(splits.train))))
     data = TrainingData(
-        train=splits.train.select_columns(columns),
+        train=numbered.select_columns([*columns, INDEX_COLUMN]),  # the index seeds each batch's augmentation
         validation=splits.validation.select_columns(columns),
         collate=_collate(plan),
         train_collate=_collate(plan, training=True),
@@ -279,7 +355,9 @@ def _train_and_save(
     )
     settings = r.train.model_copy(update={"learning_rate": r.tuning.learning_rate(r.train.learning_rate)})
     trained, state, evaluate = fit(accelerator, tuned, data, settings, r.eval, rundir.checkpoints, resume=resume)
-    metrics = {"validation": evaluate(data.validation), "test": evaluate(splits.test.select_columns(columns))}
+    validation, _ = evaluate(data.validation)
+    test, test_predictions = evaluate(splits.test.select_columns(columns))
+    metrics = {"validation": validation, "test": test}
     accelerator.print("test: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items() if k != "examples"))
 
     accelerator.wait_for_everyone()
@@ -307,6 +385,8 @@ def _train_and_save(
             stopped_early=state.stopped,
             versions=(rundir.read_record() or {}).get("versions", {}),
         )
+        _write_curves(rundir, state, r.eval.select_metric)
+        _write_test_report(rundir, splits, test, test_predictions)
         rundir.finish(
             metrics,
             dump_recipe(r),
@@ -316,6 +396,7 @@ def _train_and_save(
                 "best_epoch": state.best_epoch,
                 "stopped_early": state.stopped,
                 "history": state.history,
+                "log": state.log,
                 "trainable_parameters": trainable,
                 "total_parameters": total,
                 "wall_seconds": round(time.time() - started, 1),
