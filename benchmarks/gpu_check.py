@@ -186,7 +186,7 @@ def new_model(config: Any) -> torch.nn.Module:
 
 
 def new_accelerator(dry_run: bool) -> Any:
-    """Configured as ``tlhub.runner._accelerator`` configures a run's, with bf16; on the CPU for a dry run."""
+    """Configured as ``tlhub.engine.make_accelerator`` configures a run's, with bf16; on the CPU for a dry run."""
     from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.state import AcceleratorState
 
@@ -195,7 +195,7 @@ def new_accelerator(dry_run: bool) -> Any:
         cpu=dry_run or not torch.cuda.is_available(),
         mixed_precision="bf16",
         gradient_accumulation_steps=1,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, non_blocking=True),
     )
 
 

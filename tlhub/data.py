@@ -13,7 +13,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import numpy as np
@@ -27,8 +27,21 @@ if TYPE_CHECKING:
 ROLES = ("train", "validation", "test")
 
 
-# Numbers each example, so that what a plugin's checks keep (they may drop examples) maps back to its input.
+# Numbers each example of a loaded split, so that what a plugin's checks keep (they may drop examples) maps
+# back to its input, and a training batch's augmentation is seeded by the examples it holds.
 INDEX_COLUMN = "__tlhub_index"
+
+
+def numbered(dataset: datasets.DatasetDict | datasets.Dataset) -> Any:
+    """``dataset`` (each split of it) with :data:`INDEX_COLUMN` (row numbers), unless it has one.
+
+    Numbered as loaded, before any split is carved: adding a column to a carved split would rewrite it.
+    """
+    if isinstance(dataset, datasets.DatasetDict):
+        return datasets.DatasetDict({name: numbered(split) for name, split in dataset.items()})
+    if INDEX_COLUMN in dataset.column_names:
+        return dataset
+    return dataset.add_column(INDEX_COLUMN, list(range(len(dataset))))
 
 
 @dataclass
@@ -314,7 +327,7 @@ def load_splits(section: DataSection, sources: dict[str, Source]) -> Splits:
     _check_columns(next(iter(dataset.values())).features, section)
     labels = _label_names(dataset, section)
     target = datasets.ClassLabel(names=labels)
-    dataset = dataset.cast_column(section.label_column, target)
+    dataset = numbered(dataset.cast_column(section.label_column, target))
     notes: list[str] = []
 
     def source_split(role: str) -> datasets.Dataset | None:

@@ -24,6 +24,8 @@ from tlhub.errors import CheckpointError
 from tlhub.metrics import load_metrics
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import datasets
     import evaluate
     from accelerate import Accelerator
@@ -75,6 +77,57 @@ class TrainState(BaseModel):
     watched: float | None = None  # early stopping: the score to beat by min_delta ...
     stale_epochs: int = Field(0, ge=0)  # ... and the epochs since it was last beaten
     stopped: str | None = None  # why training stopped before its last epoch
+
+
+def make_accelerator(train: TrainSection, logs: Path | None = None) -> Accelerator:
+    """The accelerator for ``train``'s settings, seeded; ``train.report_to``'s trackers write under ``logs``.
+
+    Batches reach the device without blocking the host (pinned memory, non-blocking copies). One global
+    Accelerate state per process: a second run in the same process clears its per-run part (the
+    process group, if any, stays).
+    """
+    from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import set_seed
+
+    AcceleratorState._reset_state()
+    accelerator = Accelerator(
+        # Accelerate only runs several CPU processes (torchrun, accelerate launch) when told it is on
+        # the CPU; on a machine with no accelerator, that is where it is.
+        cpu=not torch.accelerator.is_available(),
+        mixed_precision=train.mixed_precision,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, non_blocking=True),
+        # Only names the folder: the trackers create it when they start, once the run directory is claimed.
+        log_with=train.report_to or None,
+        project_dir=str(logs) if train.report_to and logs is not None else None,
+    )
+    set_seed(train.seed)
+    return accelerator
+
+
+class _LossSums:
+    """The running sums of training losses (the epoch's, and since the last log entry), kept on the device.
+
+    Reading a loss back every step would make the host wait for the accelerator once per step; the sums
+    are read only where a value is needed (a log entry, a checkpoint, the end of an epoch). They add in the
+    order of the steps, in float64 (float32 on MPS), as ``state.loss_sum += float(loss)`` would.
+    """
+
+    def __init__(self, state: TrainState, device: torch.device) -> None:
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.epoch = torch.tensor(state.loss_sum, dtype=dtype, device=device)
+        self.log = torch.tensor(state.log_loss_sum, dtype=dtype, device=device)
+
+    def add(self, loss: torch.Tensor) -> None:
+        value = loss.detach().to(self.epoch.dtype)
+        self.epoch += value
+        self.log += value
+
+    def read(self, state: TrainState) -> TrainState:
+        """``state`` with the sums as they stand (waits for the device)."""
+        state.loss_sum, state.log_loss_sum = float(self.epoch), float(self.log)
+        return state
 
 
 def _save_checkpoint(accelerator: Accelerator, state: TrainState, store: CheckpointStore) -> None:
@@ -303,6 +356,7 @@ def fit(
             disable=not accelerator.is_local_main_process,
             mininterval=1.0,
         )
+        sums = _LossSums(state, accelerator.device)
         for batch in progress:
             with accelerator.accumulate(model):
                 loss = training_loss(batch)
@@ -313,20 +367,20 @@ def fit(
                 scheduler.step()
                 optimizer.zero_grad()
             state.batches_in_epoch += 1
-            batch_loss = float(loss.detach())
-            state.loss_sum += batch_loss
+            sums.add(loss)
             state.loss_batches += 1
-            state.log_loss_sum += batch_loss
             state.log_batches += 1
-            progress.set_postfix(loss=f"{state.loss_sum / state.loss_batches:.4f}", refresh=False)
             if accelerator.sync_gradients:
                 state.step += 1
                 if state.step % train.logging_steps == 0:
                     done = epoch + state.batches_in_epoch / len(train_loader)
-                    _record_log(accelerator, state, done, scheduler.get_last_lr()[0])
+                    _record_log(accelerator, sums.read(state), done, scheduler.get_last_lr()[0])
+                    sums.log.zero_()
+                    progress.set_postfix(loss=f"{state.loss_sum / state.loss_batches:.4f}", refresh=False)
                 if train.checkpoint_steps and state.step % train.checkpoint_steps == 0:
-                    _save_checkpoint(accelerator, state, store)
+                    _save_checkpoint(accelerator, sums.read(state), store)
         progress.close()
+        sums.read(state)
 
         scores = evaluate_split(accelerator, model, validation_loader, metric, labels)
         score = scores[evaluation.select_metric]

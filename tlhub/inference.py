@@ -80,9 +80,9 @@ class TrainedModel:
     def prepare(self, split: datasets.Dataset, on_error: str = "fail") -> tuple[datasets.Dataset, list[str]]:
         """The plugin's checks and one-off preparation (``check_data``); with ``on_error="skip"``, the
         examples it refuses are dropped, each named in the returned problems."""
-        from tlhub.data import INDEX_COLUMN
+        from tlhub.data import numbered
 
-        split = split if INDEX_COLUMN in split.column_names else split.add_column(INDEX_COLUMN, list(range(len(split))))
+        split = numbered(split)
         try:
             return self._check(split), []
         except DataError as exc:
@@ -162,10 +162,11 @@ class TrainedModel:
         import datasets
         import torch
 
-        from tlhub.data import INDEX_COLUMN, describe_inputs
+        from tlhub.data import INDEX_COLUMN, describe_inputs, numbered
 
-        split = inputs if isinstance(inputs, datasets.Dataset) else self.dataset(inputs)
-        shown = list(descriptions) if descriptions is not None else describe_inputs(split, self.input_columns)
+        split = numbered(inputs if isinstance(inputs, datasets.Dataset) else self.dataset(inputs))
+        named = list(descriptions) if descriptions is not None else describe_inputs(split, self.input_columns)
+        shown = dict(zip(split[INDEX_COLUMN], named, strict=True))
         prepared, _ = self.prepare(split, on_error)
         probabilities = torch.softmax(self.logits(prepared, batch_size, progress=progress).logits, dim=-1)
         k = max(1, min(top_k, len(self.labels)))
@@ -377,12 +378,13 @@ def evaluate(
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    from tlhub.data import INDEX_COLUMN, describe_inputs
+    from tlhub.data import INDEX_COLUMN, describe_inputs, numbered
     from tlhub.engine import score_predictions
     from tlhub.metrics import load_metrics
     from tlhub.report import make_report
 
-    shown = describe_inputs(examples, trained.input_columns)
+    examples = numbered(examples)
+    shown = dict(zip(examples[INDEX_COLUMN], describe_inputs(examples, trained.input_columns), strict=True))
     prepared, _ = trained.prepare(examples)
     AcceleratorState._reset_state()
     accelerator = Accelerator(

@@ -257,7 +257,7 @@ def _checked_splits(
     import torch
     from accelerate import PartialState
 
-    from tlhub.data import INDEX_COLUMN, describe_inputs, load_splits, size_notes
+    from tlhub.data import INDEX_COLUMN, describe_inputs, load_splits, numbered, size_notes
     from tlhub.errors import DataError
 
     with PartialState(cpu=not torch.accelerator.is_available()).main_process_first():
@@ -265,8 +265,8 @@ def _checked_splits(
         roles_of: dict[str, list[str]] = {}  # the same adaptation in several splits is said once
         for role, split in splits.items():
             if role == "test":  # the report of the test split names each example by its file or text
-                split = split.add_column(INDEX_COLUMN, list(range(len(split))))
-                described = describe_inputs(split, recipe.data.input_columns)
+                names = describe_inputs(split, recipe.data.input_columns)
+                described = dict(zip(split[INDEX_COLUMN], names, strict=True))
             checked, notes = modality.call(
                 "check_data",
                 split=split,
@@ -278,9 +278,10 @@ def _checked_splits(
             if len(checked) == 0:
                 raise DataError(f"data.splits.{role}: no {role} examples are left after the plugin's checks")
             if role == "test":
-                splits.test_inputs = [described[i] for i in checked[INDEX_COLUMN]]
-                checked = checked.remove_columns(INDEX_COLUMN)
-            setattr(splits, role, checked)
+                # a plugin's checks that dropped the numbers leave the examples unnamed
+                kept = checked[INDEX_COLUMN] if INDEX_COLUMN in checked.column_names else []
+                splits.test_inputs = [described[i] for i in kept] or [f"#{i}" for i in range(len(checked))]
+            setattr(splits, role, numbered(checked))
             for note in notes:
                 roles_of.setdefault(note, []).append(role)
     splits.notes += size_notes(splits, recipe)

@@ -61,28 +61,9 @@ def run(
 
 def _accelerator(plan: Plan, logs: Path) -> Accelerator:
     """The run's accelerator; train.report_to's trackers will write under ``logs`` (:func:`_start_trackers`)."""
-    import torch
-    from accelerate import Accelerator, DataLoaderConfiguration
-    from accelerate.state import AcceleratorState
-    from accelerate.utils import set_seed
+    from tlhub.engine import make_accelerator
 
-    # A second run in the same process may ask for another precision; Accelerate keeps one global
-    # state, so clear its per-run part (the process group, if any, stays).
-    AcceleratorState._reset_state()
-    train = plan.recipe.train
-    accelerator = Accelerator(
-        # Accelerate only runs several CPU processes (torchrun, accelerate launch) when told it is on
-        # the CPU; on a machine with no accelerator, that is where it is.
-        cpu=not torch.accelerator.is_available(),
-        mixed_precision=train.mixed_precision,
-        gradient_accumulation_steps=train.gradient_accumulation_steps,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-        # Only names the folder: the trackers create it when they start, once the run directory is claimed.
-        log_with=train.report_to or None,
-        project_dir=str(logs) if train.report_to else None,
-    )
-    set_seed(train.seed)
-    return accelerator
+    return make_accelerator(plan.recipe.train, logs)
 
 
 def _start_trackers(plan: Plan, accelerator: Accelerator, rundir: RunDir) -> None:
@@ -344,9 +325,8 @@ def _train_and_save(
 
     r, splits = plan.recipe, plan.splits
     columns = [*r.data.input_columns, r.data.label_column]
-    numbered = splits.train.add_column(INDEX_COLUMN, list(range(len(splits.train))))
     data = TrainingData(
-        train=numbered.select_columns([*columns, INDEX_COLUMN]),  # the index seeds each batch's augmentation
+        train=splits.train.select_columns([*columns, INDEX_COLUMN]),  # the numbers seed each batch's augmentation
         validation=splits.validation.select_columns(columns),
         collate=_collate(plan),
         train_collate=_collate(plan, training=True),
