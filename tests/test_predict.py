@@ -145,7 +145,7 @@ def test_an_unreadable_input_fails_or_is_skipped(cli, image_runs: dict[str, Path
     out = tmp_path / "preds.jsonl"
     result = cli("predict", str(image_runs["full"]), str(good), str(bad), "--on-error", "skip", "-o", str(out))
     assert result.exit_code == 0, result.output
-    assert "skipped 1 input" in result.output
+    assert "skipped 1 input" in result.output and f"skipped: data: image file '{bad}' cannot be read" in result.output
     assert [json.loads(line)["input"] for line in out.read_text().splitlines()] == [str(good)]
 
 

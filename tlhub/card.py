@@ -6,6 +6,7 @@ surgery, the trainable parameters, the results, and the command that reproduces 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +66,7 @@ class CardFacts:
     history: list[dict[str, Any]]
     stopped_early: str | None = None  # why training ended before its last epoch (train.early_stopping)
     versions: dict[str, str | None] = field(default_factory=dict)  # python, the libraries, the plugin's dist
+    plugin_options: dict[str, Any] = field(default_factory=dict)  # model.options the recipe set (not defaults)
 
 
 def _loading_opt_ins(recipe: Recipe) -> list[str]:
@@ -80,6 +82,16 @@ def _loading_opt_ins(recipe: Recipe) -> list[str]:
             "started from random values or were dropped (see Head surgery)"
         )
     return lines
+
+
+def _schedule(recipe: Recipe) -> str:
+    t = recipe.train
+    accumulation = f" x {t.gradient_accumulation_steps} accumulated" if t.gradient_accumulation_steps > 1 else ""
+    return (
+        f"{t.epochs} epoch(s) of batch {t.batch_size}{accumulation}, AdamW at learning rate "
+        f"{recipe.tuning.learning_rate(t.learning_rate):g} (weight decay {t.weight_decay:g}), {t.scheduler} schedule "
+        f"with {t.warmup_ratio:.0%} warm-up, {t.mixed_precision} mixed precision, seed {t.seed}"
+    )
 
 
 def model_card(name: str, facts: CardFacts) -> str:
@@ -159,6 +171,11 @@ Adapted by preprocessing:
 {bullets(facts.surgery)}
 
 Trainable parameters: {facts.trainable:,} of {facts.total:,} ({100 * facts.trainable / facts.total:.2f}%).
+
+## Training
+- {_schedule(r)}
+- plugin options the recipe set (`model.options`; augmentation under `augment` applies to training batches
+  only): {f"`{json.dumps(facts.plugin_options)}`" if facts.plugin_options else "none (the plugin's defaults)"}
 
 ## Results
 {picked}

@@ -168,11 +168,20 @@ def predict(
         raise RecipeError([f"--output: '{output}' must end in .csv or .jsonl"])
     trained = load(run_dir)
     values, described = gather_inputs(list(inputs), trained, column)
+    skipped: list[str] = []
     predictions = trained.predict(
-        values, top_k=top_k, batch_size=batch_size, on_error=on_error, descriptions=described, progress=True
+        values,
+        top_k=top_k,
+        batch_size=batch_size,
+        on_error=on_error,
+        descriptions=described,
+        progress=True,
+        skipped=skipped,
     )
-    if skipped := len(values) - len(predictions):
-        click.echo(f"skipped {skipped} input(s) that could not be read (--on-error skip)", err=True)
+    for problem in skipped:
+        click.echo(f"skipped: {problem}", err=True)
+    if skipped:
+        click.echo(f"skipped {len(skipped)} input(s) that could not be read (--on-error skip)", err=True)
     if output is not None:
         write_predictions(predictions, output)
         click.echo(f"{len(predictions)} prediction(s) -> {output}", err=True)

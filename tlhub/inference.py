@@ -55,7 +55,7 @@ class TrainedModel:
     def input_columns(self) -> list[str]:
         return self.recipe.data.input_columns
 
-    def dataset(self, values: Sequence[Any], descriptions: Sequence[str] | None = None) -> datasets.Dataset:
+    def dataset(self, values: Sequence[Any]) -> datasets.Dataset:
         """Raw inputs as a ``datasets.Dataset`` whose input column has this model's feature type.
 
         Images and audio: file paths, or in-memory values (PIL images; ``{"array", "sampling_rate"}``
@@ -156,9 +156,11 @@ class TrainedModel:
         on_error: str = "fail",
         descriptions: Sequence[str] | None = None,
         progress: bool = False,
+        skipped: list[str] | None = None,
     ) -> list[Prediction]:
         """The predicted class of each input (paths, in-memory values or texts; or a ``datasets.Dataset``
-        with the run's input column). With ``on_error="skip"`` unreadable inputs are left out."""
+        with the run's input column), in order. With ``on_error="skip"`` unreadable inputs are left out, and
+        why each was is added to ``skipped``. ``descriptions`` name the inputs (default: path or text)."""
         import datasets
         import torch
 
@@ -167,7 +169,9 @@ class TrainedModel:
         split = numbered(inputs if isinstance(inputs, datasets.Dataset) else self.dataset(inputs))
         named = list(descriptions) if descriptions is not None else describe_inputs(split, self.input_columns)
         shown = dict(zip(split[INDEX_COLUMN], named, strict=True))
-        prepared, _ = self.prepare(split, on_error)
+        prepared, problems = self.prepare(split, on_error)
+        if skipped is not None:
+            skipped += problems
         probabilities = torch.softmax(self.logits(prepared, batch_size, progress=progress).logits, dim=-1)
         k = max(1, min(top_k, len(self.labels)))
         scores, ids = probabilities.topk(k, dim=-1)

@@ -364,6 +364,7 @@ def _train_and_save(
             history=state.history,
             stopped_early=state.stopped,
             versions=(rundir.read_record() or {}).get("versions", {}),
+            plugin_options=plan.options.model_dump(mode="json", exclude_defaults=True) if plan.options else {},
         )
         _write_curves(rundir, state, r.eval.select_metric)
         _write_test_report(rundir, splits, test, test_predictions)

@@ -167,21 +167,10 @@ class AudioAugment(BaseModel):
 
     def apply(self, model: PreTrainedModel) -> list[str]:
         """Set the SpecAugment config values on ``model`` (adding the mask vector the family learns, when its
-        checkpoint had masking off); return one model-card line per kind of augmentation set."""
+        checkpoint had masking off); return the model-card lines of those changes to the model."""
         import torch
 
         notes = []
-        waveform = []
-        if self.speed_factors:
-            waveform.append(f"speed x{', x'.join(str(f) for f in self.speed_factors)}")
-        if self.shift_seconds:
-            waveform.append(f"circular time shift up to {self.shift_seconds} s")
-        if self.gain_db:
-            waveform.append(f"gain {self.gain_db[0]} to {self.gain_db[1]} dB")
-        if self.noise_snr_db:
-            waveform.append(f"white noise at {self.noise_snr_db[0]} to {self.noise_snr_db[1]} dB SNR")
-        if waveform:
-            notes.append(f"training clips augmented (model.options.augment): {', '.join(waveform)}; torchaudio")
         values = self.spec_augment()
         if values:
             model.config.apply_spec_augment = True

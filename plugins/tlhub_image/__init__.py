@@ -119,11 +119,6 @@ def make_encoder(
     return encode
 
 
-def extend_model(options: Options | None) -> list[str]:
-    """Adds nothing to the model; says in the model card how the training images were augmented."""
-    return options.augment.describe() if options is not None else []
-
-
 @functools.cache  # validation peeks at the schema, the run loads: build it once per process
 def load_digits() -> datasets.DatasetDict:
     """scikit-learn's 1,797 real 8x8 handwritten digits as grayscale images, in one ``train`` split."""
@@ -160,7 +155,6 @@ def register_modalities(register: Callable[[tlhub.Modality], None]) -> None:
             check_plan=check_plan,
             check_data=check_data,
             make_encoder=make_encoder,
-            extend_model=extend_model,
             options=Options,
             description="ViT image classifiers (transformers AutoModelForImageClassification)",
         )

@@ -147,28 +147,3 @@ class ImageAugment(BaseModel):
         if self.cutmix_alpha:
             mixers.append(v2.CutMix(alpha=self.cutmix_alpha, num_classes=config.num_labels))
         return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)  # type: ignore[no-any-return]
-
-    def describe(self) -> list[str]:
-        """One model-card line naming what the training images went through (none when nothing is set)."""
-        parts = []
-        if self.crop_scale is not None:
-            parts.append(f"random resized crop to {self.crop_scale[0]}-{self.crop_scale[1]} of the area")
-        if self.horizontal_flip:
-            parts.append(f"horizontal flip with probability {self.horizontal_flip}")
-        if self.rotation_degrees:
-            parts.append(f"rotation by up to {self.rotation_degrees} degrees either way")
-        jitter = {k: getattr(self, k) for k in ("brightness", "contrast", "saturation", "hue") if getattr(self, k)}
-        if jitter:
-            parts.append("colour jitter (" + ", ".join(f"{k} {v}" for k, v in jitter.items()) + ")")
-        if self.policy != "none":
-            parts.append({"trivial": "TrivialAugmentWide", "randaugment": "RandAugment"}[self.policy])
-        if self.mixup_alpha:
-            parts.append(f"mixup (alpha {self.mixup_alpha})")
-        if self.cutmix_alpha:
-            parts.append(f"cutmix (alpha {self.cutmix_alpha})")
-        if not parts:
-            return []
-        either = ", one of the two per batch" if self.mixup_alpha and self.cutmix_alpha else ""
-        return [
-            f"training images augmented (model.options.augment): {', '.join(parts)}{either}; torchvision transforms.v2"
-        ]
