@@ -194,9 +194,12 @@ class RunDir:
         for _ in range(50):  # the holder writes who it is just after taking the lock
             try:
                 owner = json.loads(self._owner.read_text())
-                return f"pid {owner['pid']} on {owner['host']} since {owner['since']}: {owner['command']}"
+                # a killed run's file names a process that is gone: the new holder has not written yet
+                if owner["host"] != socket.gethostname() or _alive(owner["pid"]):
+                    return f"pid {owner['pid']} on {owner['host']} since {owner['since']}: {owner['command']}"
             except (OSError, ValueError, KeyError, TypeError):
-                time.sleep(0.01)
+                pass
+            time.sleep(0.01)
         return "its owner did not say who it is"
 
     def _decide(self, resume: bool, overwrite: bool, record: dict[str, Any]) -> str:
@@ -401,6 +404,17 @@ class RunDir:
         self.update_record(**record, status="finished", finished=True)
         shutil.rmtree(self.checkpoints.folder, ignore_errors=True)
         shutil.rmtree(self.checkpoints.best, ignore_errors=True)
+
+
+def _alive(pid: Any) -> bool:
+    """Whether a process of this machine with that pid exists."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, OverflowError, TypeError):
+        return True  # someone else's process, or not a pid we can check: do not call it gone
+    return True
 
 
 def _is_control(name: str) -> bool:
