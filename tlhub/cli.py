@@ -193,6 +193,7 @@ def predict(
 def _quiet_loading() -> None:
     """No progress bars of Hugging Face libraries (loading weights, reading a few files): tlhub shows its own."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 
 def _table(predictions: list[Any]) -> list[str]:
