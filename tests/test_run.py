@@ -194,6 +194,11 @@ def test_two_processes_evaluate_the_whole_split(tmp_path: Path, tiny_vit: Path) 
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "(2 process(es)" in done.stdout, done.stdout[:600]
+    processes = json.loads((out / "run.json").read_text())["processes"]
+    assert processes["processes"] == 2 and processes["local_processes"] == 2, processes
+    # torchrun hands each process OMP_NUM_THREADS (1 unless it was set), which tlhub follows
+    assert processes["threads_from"] == "OMP_NUM_THREADS", processes
+    assert processes["threads"] == int(os.environ.get("OMP_NUM_THREADS") or 1), processes
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["examples"] == 360 and metrics["validation"]["examples"] == 144
     # The gathered accuracy is the accuracy of the saved model over the whole test split.
@@ -218,3 +223,36 @@ def test_early_stopping_stops_a_stalled_run_and_keeps_the_best_epoch(tmp_path: P
     # The saved model is the best epoch's: its validation score is that epoch's.
     assert result.metrics["validation"]["accuracy"] == info["history"][0]["validation_accuracy"]
     assert "Training stopped early, after epoch 3 of 8" in (out / "README.md").read_text()
+
+
+def test_threads_follow_the_recipe_the_environment_or_the_usable_cpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tlhub.engine import set_threads, usable_cpus
+    from tlhub.recipe import TrainSection
+
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(TrainSection(threads=3), local_processes=1) == (3, "train.threads")
+        assert torch.get_num_threads() == 3
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert set_threads(TrainSection(), local_processes=1) == (1, "OMP_NUM_THREADS")
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        cpus = len(os.sched_getaffinity(0))
+        threads, why = set_threads(TrainSection(), local_processes=2)
+        assert threads == max(1, cpus // 2) and why == f"{cpus} usable CPU(s) / 2 local process(es)"
+    finally:
+        torch.set_num_threads(before)
+    quota = tmp_path / "cpu.max"
+    quota.write_text("150000 100000\n")  # a container allowed 1.5 CPUs
+    assert usable_cpus(quota) == min(cpus, 2)
+    quota.write_text("max 100000\n")
+    assert usable_cpus(quota) == cpus
+    assert usable_cpus(tmp_path / "missing") == cpus
+
+
+def test_run_json_records_processes_device_precision_and_threads(runs: dict[str, Any]) -> None:
+    _, result = runs["full"]
+    processes = json.loads((result.output_dir / "run.json").read_text())["processes"]
+    assert processes["processes"] == 1 and processes["device"] == "cpu" and processes["mixed_precision"] == "no"
+    assert processes["threads"] >= 1 and processes["threads_from"]

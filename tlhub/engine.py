@@ -106,6 +106,41 @@ def make_accelerator(train: TrainSection, logs: Path | None = None) -> Accelerat
     return accelerator
 
 
+def usable_cpus(cgroup_limit: Path | str = "/sys/fs/cgroup/cpu.max") -> int:
+    """The CPUs this process may run on: its affinity, capped by a cgroup v2 CPU quota (containers)."""
+    import os
+    from pathlib import Path
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path(cgroup_limit).read_text().split()[:2]  # "max 100000" or "150000 100000"
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
+def set_threads(train: TrainSection, local_processes: int) -> tuple[int, str]:
+    """Set torch's intra-op threads for this process; return them and where the number came from.
+
+    ``train.threads`` if set, else ``OMP_NUM_THREADS`` if set, else the usable CPUs shared among the local
+    processes: two processes each spinning on every core slow each other down many times over.
+    """
+    import os
+
+    if train.threads is not None:
+        threads, why = train.threads, "train.threads"
+    elif (variable := os.environ.get("OMP_NUM_THREADS", "")).isdigit() and int(variable) > 0:
+        threads, why = int(variable), "OMP_NUM_THREADS"
+    else:
+        cpus = usable_cpus()
+        threads = max(1, cpus // max(1, local_processes))
+        why = f"{cpus} usable CPU(s) / {local_processes} local process(es)"
+    torch.set_num_threads(threads)
+    return threads, why
+
+
 class _LossSums:
     """The running sums of training losses (the epoch's, and since the last log entry), kept on the device.
 

@@ -325,6 +325,14 @@ class TrainSection(_Section):
         description="Also save a resumable checkpoint every N optimizer steps (one is saved every epoch).",
     )
     num_workers: int = Field(0, ge=0, le=256, description="DataLoader worker processes.")
+    threads: int | None = Field(
+        None,
+        gt=0,
+        le=4096,
+        description="Intra-op CPU threads of each process (torch.set_num_threads); null: the CPUs this process may "
+        "use (its CPU affinity and cgroup quota) shared among the machine's local processes, or OMP_NUM_THREADS "
+        "when set. Printed and recorded in run.json.",
+    )
     class_weighting: Literal["none", "balanced"] = Field(
         "none",
         description="Weight the training loss by class: 'balanced' weighs each class by n_examples / "

@@ -66,6 +66,25 @@ def _accelerator(plan: Plan, logs: Path) -> Accelerator:
     return make_accelerator(plan.recipe.train, logs)
 
 
+def _processes(plan: Plan, accelerator: Accelerator) -> dict[str, Any]:
+    """Set this process's CPU threads; what run.json says of the processes, device and threads."""
+    import os
+
+    from tlhub.engine import set_threads
+
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+    threads, why = set_threads(plan.recipe.train, local)
+    accelerator.print(f"threads: {threads} per process ({why})")
+    return {
+        "processes": accelerator.num_processes,
+        "local_processes": local,
+        "device": str(accelerator.device),
+        "mixed_precision": accelerator.mixed_precision,
+        "threads": threads,
+        "threads_from": why,
+    }
+
+
 def _start_trackers(plan: Plan, accelerator: Accelerator, rundir: RunDir) -> None:
     """Start train.report_to's trackers (logs/ recorded in the run directory first) with the flat recipe.
 
@@ -180,6 +199,7 @@ def _execute(plan: Plan, resume: bool, overwrite: bool, command: str, started: f
     rundir = RunDir(plan.output_dir)
     record = _run_record(plan, command)
     accelerator = _accelerator(plan, rundir.logs)
+    record["processes"] = _processes(plan, accelerator)
     decision = [rundir.claim(resume, overwrite, record) if accelerator.is_main_process else None]
     decision = broadcast_object_list(decision)  # the main process decided under the lock; the others follow
     begun = False
