@@ -21,7 +21,6 @@ from tlhub.errors import CheckpointError, DataError, TlhubError
 
 if TYPE_CHECKING:
     import datasets
-    import torch
     from accelerate import Accelerator
 
     from tlhub.engine import SplitPredictions
@@ -114,21 +113,7 @@ class TrainedModel:
 
     def collate(self, labels: str | None = None) -> Any:
         """Batches for the model: the evaluation encoder (no augmentation), class ids when ``labels`` names a column."""
-        import torch
-
-        encode = self.modality.call(
-            "make_encoder", processor=self.processor, config=self.model.config, options=self.options, training=False
-        )
-        columns = self.input_columns
-
-        def collate(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-            values = [e[columns[0]] if len(columns) == 1 else tuple(e[c] for c in columns) for e in examples]
-            batch = dict(encode(values))
-            if labels is not None:
-                batch["labels"] = torch.tensor([e[labels] for e in examples])
-            return batch
-
-        return collate
+        return self.modality.collate(self.processor, self.model.config, self.options, self.input_columns, labels)
 
     def logits(
         self,

@@ -144,6 +144,34 @@ class Modality:
         accepted = _accepted(implementation)
         return implementation(**{k: v for k, v in arguments.items() if accepted is None or k in accepted})
 
+    def collate(
+        self,
+        processor: Any,
+        config: Any,
+        options: Any,
+        columns: list[str],
+        label: str | None = None,
+        training: bool = False,
+    ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+        """``examples -> batch``: the plugin's encoder (``make_encoder``) over the input ``columns`` (tuples of
+        values for several), and the class ids of the ``label`` column as ``labels`` (an encoder that names
+        ``labels`` receives them and may return its own: class probabilities for mixup or cutmix)."""
+        import torch
+
+        encode = self.call("make_encoder", processor=processor, config=config, options=options, training=training)
+        takes_labels = label is not None and accepts(encode, "labels")
+
+        def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
+            inputs = [e[columns[0]] if len(columns) == 1 else tuple(e[c] for c in columns) for e in examples]
+            if label is None:
+                return dict(encode(inputs))
+            labels = torch.tensor([e[label] for e in examples])
+            batch = dict(encode(inputs, labels=labels) if takes_labels else encode(inputs))
+            batch.setdefault("labels", labels)
+            return batch
+
+        return collate
+
     @property
     def model_class(self) -> Any:
         """The transformers auto class (``auto_model`` resolved when it is a name)."""

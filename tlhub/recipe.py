@@ -435,7 +435,7 @@ def _metrics() -> str:
 
 
 def _describe_loc(loc: tuple[str | int, ...]) -> str:
-    return ".".join(str(part) if part != "" else "''" for part in loc)  # an empty key shows as ''"
+    return ".".join(str(part) if part != "" else "''" for part in loc)  # an empty key shows as ''
 
 
 def section_model(annotation: Any) -> type[BaseModel] | None:

@@ -128,30 +128,14 @@ def _collate(plan: Plan, training: bool = False) -> Any:
     import torch
 
     from tlhub.data import INDEX_COLUMN
-    from tlhub.modality import accepts
 
-    encode = plan.modality.call(
-        "make_encoder", processor=plan.processor, config=plan.config, options=plan.options, training=training
+    r = plan.recipe
+    encoded = plan.modality.collate(
+        plan.processor, plan.config, plan.options, r.data.input_columns, r.data.label_column, training
     )
-    columns, label = plan.recipe.data.input_columns, plan.recipe.data.label_column
-
-    def values(example: dict[str, Any]) -> Any:
-        return example[columns[0]] if len(columns) == 1 else tuple(example[c] for c in columns)
-
-    # An encoder that names `labels` receives them and may return its own (mixup, cutmix: class
-    # probabilities per example, which the loop trains on with soft-target cross-entropy).
-    takes_labels = accepts(encode, "labels")
-
-    def encoded(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        labels = torch.tensor([e[label] for e in examples])
-        inputs = [values(e) for e in examples]
-        batch = dict(encode(inputs, labels=labels) if takes_labels else encode(inputs))
-        batch.setdefault("labels", labels)
-        return batch
-
     if not training:
         return encoded
-    seed = plan.recipe.train.seed
+    seed = r.train.seed
 
     def collate(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         # A training batch's random augmentation draws from a generator seeded by the run's seed and the
