@@ -116,7 +116,7 @@ def model_card(name: str, facts: CardFacts) -> str:
         library_name="transformers",
         pipeline_tag=facts.pipeline_task,
         tags=["tlhub", f"tlhub-{r.tuning.strategy}", facts.input_type],
-        base_model=facts.base if facts.base and is_hub_id(facts.base) else None,
+        base_model=facts.base if facts.base and is_hub_id(facts.base) and r.model.init == "pretrained" else None,
         model_name=name if results else None,
         eval_results=results or None,
     )
@@ -131,8 +131,8 @@ def model_card(name: str, facts: CardFacts) -> str:
         history.append(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['validation_' + r.eval.select_metric]:.4f} |")
     how = (
         f"fine-tuned by tlhub with the `{r.tuning.strategy}` strategy"
-        if facts.base
-        else "trained from scratch by tlhub (supervised pretraining: every layer starts from random values)"
+        if facts.base and r.model.init == "pretrained"
+        else "trained from scratch by tlhub (every layer starts from random values)"
     )
     picked = (
         f"Best epoch {facts.best_epoch} of {r.train.epochs}, picked on validation {r.eval.select_metric}."
@@ -144,6 +144,11 @@ def model_card(name: str, facts: CardFacts) -> str:
     files = f" with data_files `{r.data.data_files}`" if r.data.data_files else ""
     origin = f", loaded from {facts.base_origin}" if facts.base_origin else ""
     opt_ins = "".join(f"\n- {line}" for line in _loading_opt_ins(r))
+    random_init = (
+        "\n- model.init: random: only the checkpoint's architecture and preprocessing are used, not its values"
+        if r.model.init == "random"
+        else ""
+    )
     made_with = ", ".join(
         f"{name} {v}" if name != "plugin" else f"the plugin {v}" for name, v in facts.versions.items() if v
     )
@@ -156,7 +161,7 @@ A {facts.model_type} {facts.input_type} classifier for {len(facts.labels)} class
 ## Base checkpoint
 - checkpoint: `{facts.base or "none (trained from scratch)"}`{origin}
 - input type: {facts.input_type} (model_type `{facts.model_type}`)
-- pretraining: {facts.base_provenance}{opt_ins}
+- pretraining: {facts.base_provenance}{opt_ins}{random_init}
 
 ## Data
 - source: `{r.data.source}`{files}

@@ -73,6 +73,55 @@ def run(recipe: str, overrides: tuple[str, ...], resume: bool, overwrite: bool) 
         signal.signal(signal.SIGTERM, previous)
 
 
+def _list_of(convert: Callable[[str], Any]) -> Callable[[Any, Any, str | None], list[Any] | None]:
+    def parse(ctx: Any, param: Any, value: str | None) -> list[Any] | None:
+        if value is None:
+            return None
+        try:
+            return [convert(item.strip()) for item in value.split(",")]
+        except ValueError:
+            raise click.BadParameter(f"'{value}' is not a comma-separated list of the right values") from None
+
+    return parse
+
+
+def _size(item: str) -> int | None:
+    return None if item == "all" else int(item)
+
+
+@main.command()
+@click.argument("recipe")
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--strategies", callback=_list_of(str), help="e.g. baseline,scratch,head,lora,full,unfreeze")
+@click.option("--sizes", callback=_list_of(_size), help="Labelled examples per class, e.g. 2,10,50,all.")
+@click.option("--seeds", callback=_list_of(int), help="e.g. 0,1,2")
+@click.option("--min-steps", type=int, default=None, help="Train each cell at least this many optimizer steps.")
+@click.option("--output", default=None, help="Folder of the grid (default: the recipe's output_dir + '-compare').")
+@_reports_errors()
+def compare(
+    recipe: str,
+    overrides: tuple[str, ...],
+    strategies: list[str] | None,
+    sizes: list[int | None] | None,
+    seeds: list[int] | None,
+    min_steps: int | None,
+    output: str | None,
+) -> None:
+    """Which strategy for this data? Run RECIPE per strategy x training-set size x seed, and summarise.
+
+    The grid comes from the recipe's `compare` section, changed by the flags. Started again, it skips
+    finished cells and resumes an interrupted one. Writes compare.md, compare.csv and compare.png.
+    """
+    from tlhub.compare import compare as run_compare
+
+    options = {"strategies": strategies, "samples_per_class": sizes, "seeds": seeds, "min_steps": min_steps}
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        run_compare(recipe, list(overrides), grid_options=options, output=output)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @main.command()
 @click.argument("recipe")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")

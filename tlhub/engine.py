@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from tlhub.recipe import EvalSection, TrainSection
     from tlhub.rundir import CheckpointStore
+    from tlhub.tuning import Schedule
 
 Collate = Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]
 
@@ -79,14 +80,15 @@ class TrainState(BaseModel):
     stopped: str | None = None  # why training stopped before its last epoch
 
 
-def make_accelerator(train: TrainSection, logs: Path | None = None) -> Accelerator:
+def make_accelerator(train: TrainSection, logs: Path | None = None, unfreezing: bool = False) -> Accelerator:
     """The accelerator for ``train``'s settings, seeded; ``train.report_to``'s trackers write under ``logs``.
 
     Batches reach the device without blocking the host (pinned memory, non-blocking copies). One global
     Accelerate state per process: a second run in the same process clears its per-run part (the
-    process group, if any, stays).
+    process group, if any, stays). ``unfreezing``: parameters start training epochs after the model is
+    wrapped, so distributed data parallel must look for those that receive no gradient yet.
     """
-    from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
     from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
@@ -101,6 +103,7 @@ def make_accelerator(train: TrainSection, logs: Path | None = None) -> Accelerat
         # Only names the folder: the trackers create it when they start, once the run directory is claimed.
         log_with=train.report_to or None,
         project_dir=str(logs) if train.report_to and logs is not None else None,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)] if unfreezing else None,
     )
     set_seed(train.seed)
     return accelerator
@@ -311,6 +314,75 @@ def evaluate_split(
     return score_predictions(predict_split(model, dataloader, accelerator), metric, labels)
 
 
+def make_optimizer(
+    model: torch.nn.Module, train: TrainSection, schedule: Schedule | None = None
+) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters: one group at ``train.learning_rate``, or one group per block of
+    ``schedule`` at its scaled rate (group 0, the head, at the peak rate: the rate the log reports).
+
+    A parameter of a group not yet unfrozen has no gradient, and AdamW leaves such a parameter (and its
+    moments) untouched, weight decay included.
+    """
+    if schedule is None:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": train.learning_rate}]
+    else:
+        named = dict(model.named_parameters())
+        groups = [
+            {"params": [named[n] for n in names], "lr": train.learning_rate * scale}
+            for names, scale in zip(schedule.groups, schedule.scales, strict=True)
+        ]
+    return torch.optim.AdamW(groups, lr=train.learning_rate, weight_decay=train.weight_decay)
+
+
+def _unfreeze(groups: list[list[torch.nn.Parameter]], schedule: Schedule, epoch: int) -> None:
+    """Let the schedule's groups for ``epoch`` train; the rest stay frozen."""
+    training = schedule.training_groups(epoch)
+    for i, params in enumerate(groups):
+        for param in params:
+            param.requires_grad_(i < training)
+
+
+def frozen_in_eval(module: torch.nn.Module) -> None:
+    """Put every submodule whose parameters are all frozen in eval mode (after ``model.train()``).
+
+    A frozen layer then computes what it computed when pretrained (no dropout, normalisation statistics
+    fixed), and head-only training on cached features computes exactly what training through the frozen
+    layers does. Parameter-free modules (a dropout before the head) follow their parent. LoRA models
+    keep peft's behaviour: its adapters sit inside frozen layers, whose dropout stays on.
+    """
+    if hasattr(module, "peft_config"):
+        return
+    _frozen_in_eval(module)
+
+
+def _frozen_in_eval(module: torch.nn.Module) -> None:
+    params = list(module.parameters())
+    if params and not any(p.requires_grad for p in params):
+        module.eval()
+        return
+    for child in module.children():
+        _frozen_in_eval(child)
+
+
+def evaluate_dataset(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    split: datasets.Dataset,
+    collate: Collate,
+    train: TrainSection,
+    metric: evaluate.CombinedEvaluations,
+    labels: list[str],
+) -> tuple[dict[str, float], SplitPredictions]:
+    """``model``'s metrics (see :func:`score_predictions`) and predictions over ``split``, batched by
+    ``collate``, under the run's precision, gathered from every process."""
+    loader = accelerator.prepare(
+        DataLoader(split, batch_size=train.eval_batch_size, collate_fn=collate, num_workers=train.num_workers)
+    )
+    with accelerator.autocast():
+        predictions = predict_split(model, loader, accelerator)
+    return score_predictions(predictions, metric, labels), predictions
+
+
 def fit(
     accelerator: Accelerator,
     model: torch.nn.Module,
@@ -319,6 +391,7 @@ def fit(
     evaluation: EvalSection,
     store: CheckpointStore,
     resume: bool = False,
+    schedule: Schedule | None = None,
 ) -> tuple[torch.nn.Module, TrainState, Callable[[datasets.Dataset], tuple[dict[str, float], SplitPredictions]]]:
     """Train, evaluate on validation every epoch, keep the best epoch's weights.
 
@@ -328,6 +401,8 @@ def fit(
     predictions.
     Every ``train.logging_steps`` optimizer steps (and at the last step) the training loss and learning
     rate go into ``state.log`` and, with each epoch's validation metrics, to the accelerator's trackers.
+    ``schedule`` (``full``'s ``unfreeze`` / ``layer_decay``) sets which parameters train in each epoch and
+    at which rate.
     """
     labels = data.labels
     train_loader = DataLoader(
@@ -343,9 +418,9 @@ def fit(
             split, batch_size=train.eval_batch_size, collate_fn=data.collate, num_workers=train.num_workers
         )
 
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=train.learning_rate, weight_decay=train.weight_decay
-    )
+    optimizer = make_optimizer(model, train, schedule)
+    named = dict(model.named_parameters())
+    groups = [[named[n] for n in names] for names in schedule.groups] if schedule is not None else []
     # The prepared scheduler steps once per process per optimizer step, so count steps on the full data.
     total_steps = math.ceil(len(train_loader) / train.gradient_accumulation_steps) * train.epochs
     scheduler = get_scheduler(
@@ -378,7 +453,10 @@ def fit(
     for epoch in range(state.epoch, train.epochs):
         if state.stopped:  # resumed after the early stop's checkpoint
             break
+        if schedule is not None:
+            _unfreeze(groups, schedule, epoch)
         model.train()
+        frozen_in_eval(accelerator.unwrap_model(model))
         train_loader.set_epoch(epoch)
         batches = train_loader
         if state.batches_in_epoch:
@@ -449,8 +527,7 @@ def fit(
     load_checkpoint_in_model(accelerator.unwrap_model(model), str(best_dir))
     accelerator.print(f"best epoch: {state.best_epoch} (validation {evaluation.select_metric} {state.best_metric:.4f})")
 
-    def evaluate(data: datasets.Dataset) -> tuple[dict[str, float], SplitPredictions]:
-        predictions = predict_split(model, accelerator.prepare(loader(data)), accelerator)
-        return score_predictions(predictions, metric, labels), predictions
+    def evaluate(split: datasets.Dataset) -> tuple[dict[str, float], SplitPredictions]:
+        return evaluate_dataset(accelerator, model, split, data.collate, train, metric, labels)
 
     return model, state, evaluate

@@ -43,6 +43,10 @@ CALLS: dict[str, tuple[str, ...]] = {
     "check_data": ("split", "columns", "config", "processor", "options"),
     "make_encoder": ("processor", "config", "options", "training"),
     "extend_model": ("model", "options"),
+    "augments": ("options",),
+    "features": ("model", "batch"),
+    "head_logits": ("model", "features"),
+    "baseline": ("columns", "config", "processor", "options", "seed"),
 }
 
 # Module names, fixed or read from the model's config (families name their layers differently).
@@ -112,6 +116,24 @@ class Modality:
             mean-pooling layer); the notes go to the model card.
         fixed_modules: modules (or ``config -> names``) that belong to the saved model but never train,
             whatever the strategy: modules of ``extend_model`` whose values are a construction.
+        layers: the backbone's blocks from the input side to the output side (or ``config -> blocks``), each
+            a module name or a tuple of names (dotted prefixes); together they hold every parameter
+            outside the head and the fixed modules. Gradual unfreezing unfreezes them from the top;
+            layer-wise learning-rate decay scales each block's rate by its depth. Without them, a recipe
+            that asks for either is refused.
+        augments: optional ``(options) -> bool``: whether ``make_encoder(training=True)`` draws random
+            augmentation for these options. Unset, tlhub assumes it may when ``make_encoder`` takes
+            ``training``. Only a deterministic training encoder lets ``head`` train on cached features.
+        features: optional ``(model, batch) -> tensor (examples, width)``: what the head reads, computed by
+            the layers outside it; with ``head_logits`` it lets the ``head`` strategy compute it once per
+            example and train the head on the cached vectors. ``model`` is the built model (new head,
+            ``extend_model`` applied) in eval mode; ``batch`` is what the evaluation encoder made.
+        head_logits: optional ``(model, features) -> logits``: the head alone, on ``features``' output;
+            ``head_logits(model, features(model, batch))`` equals ``model(**batch).logits``.
+        baseline: optional ``(columns, config, processor, options, seed) -> estimator``: a cheap classical model
+            (scikit-learn) that ``tlhub compare`` fits beside the deep ones on the same examples.
+            ``estimator.fit(values, labels)`` and ``estimator.predict_proba(values)`` take the raw column
+            values as ``make_encoder``'s ``encode`` receives them (after ``check_data``) and class ids.
         max_input_columns: how many input columns a recipe may name (text takes sentence pairs).
         options: a pydantic model for ``model.options`` in a recipe, or ``None`` if it takes none.
         description: one line for ``tlhub plugins``.
@@ -133,6 +155,11 @@ class Modality:
     check_plan: Callable[..., list[str]] | None = None
     extend_model: Callable[..., list[str]] | None = None
     fixed_modules: ModuleNames = ()
+    layers: Callable[..., tuple[str | tuple[str, ...], ...]] | tuple[str | tuple[str, ...], ...] = ()
+    augments: Callable[..., bool] | None = None
+    features: Callable[..., Any] | None = None
+    head_logits: Callable[..., Any] | None = None
+    baseline: Callable[..., Any] | None = None
     max_input_columns: int = 1
     options: type[BaseModel] | None = None
     description: str = ""
@@ -192,6 +219,17 @@ class Modality:
     def targets(self, config: Any) -> tuple[str, ...]:
         """The default LoRA targets in a model of ``config``."""
         return self.lora_targets(config) if callable(self.lora_targets) else self.lora_targets
+
+    def blocks(self, config: Any) -> list[tuple[str, ...]]:
+        """The backbone's blocks in a model of ``config``, input side first, each as a tuple of module names."""
+        layers = self.layers(config) if callable(self.layers) else self.layers
+        return [(block,) if isinstance(block, str) else tuple(block) for block in layers]
+
+    def augmenting(self, options: Any) -> bool:
+        """Whether the training encoder may draw random augmentation under ``options``."""
+        if self.augments is not None:
+            return bool(self.call("augments", options=options))
+        return accepts(self.make_encoder, "training")
 
 
 def registration_problems(modality: object) -> list[str]:

@@ -46,17 +46,25 @@ def build_model(
     *,
     trust_remote_code: bool = False,
     allow_partial_load: bool = False,
+    init: str = "pretrained",
 ) -> tuple[PreTrainedModel, HeadSurgery]:
     """Load ``checkpoint`` (or build ``config`` untrained) with a new head for the config's labels.
 
     ``options`` are the plugin's ``model.options``, for its ``extend_model``. ``trust_remote_code`` and
     ``allow_partial_load`` are the recipe's ``model.`` keys of those names: off, code shipped with the
     checkpoint never runs, and weights that do not fit the config outside the head are a ``CheckpointError``.
+    ``init`` is ``model.init``: ``random`` builds the checkpoint's architecture without its values.
     """
     surgery = HeadSurgery()
     if checkpoint is None:
         model = modality.model_class.from_config(config, trust_remote_code=trust_remote_code)
         surgery.lines.append("no pretrained checkpoint: every layer starts from random values")
+    elif init == "random":
+        model = modality.model_class.from_config(config, trust_remote_code=trust_remote_code)
+        surgery.lines.append(
+            f"model.init random: the architecture and preprocessing of '{checkpoint}', every layer from random "
+            "values (a from-scratch control)"
+        )
     else:
         model = _load_with_new_head(modality, checkpoint, config, surgery, trust_remote_code, allow_partial_load)
     if modality.extend_model is not None:

@@ -46,6 +46,7 @@ class Plan:
     splits: Splits  # loaded, split, and checked by the plugin
     adaptations: list[str]  # what the plugin's preprocessing changes, for the model card
     output_dir: Path
+    head_on_features: bool = False  # `head` trains on cached features (tlhub.feature_cache)
 
 
 def _validated(
@@ -184,6 +185,7 @@ def make_plan(recipe: Recipe | str | Path, overrides: dict[str, Any] | list[str]
 
     Within a stage every problem is reported at once. Loads no weights and writes nothing.
     """
+    from tlhub import feature_cache
     from tlhub.data import peek_features
 
     registry = plugins.registry()
@@ -239,6 +241,7 @@ def make_plan(recipe: Recipe | str | Path, overrides: dict[str, Any] | list[str]
         splits=splits,
         adaptations=adaptations,
         output_dir=Path(recipe.output_dir),
+        head_on_features=feature_cache.unusable(recipe, modality, options) is None,
     )
 
 

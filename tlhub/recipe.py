@@ -90,6 +90,12 @@ class ModelSection(_Section):
         description="transformers config values (with `model_type`) for a model trained from scratch; "
         "used instead of `checkpoint`.",
     )
+    init: Literal["pretrained", "random"] = Field(
+        "pretrained",
+        description="pretrained: start from the checkpoint's values. random: the checkpoint's architecture and "
+        "preprocessing with random values, the from-scratch control of a transfer experiment (`tlhub compare`'s "
+        "`scratch`).",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="Options of the plugin named by model.plugin, checked by that plugin in `tlhub validate`; "
@@ -124,6 +130,12 @@ class ModelSection(_Section):
             )
         if self.config is not None and "model_type" not in self.config:
             raise PydanticCustomError("model_type", "model.config: needs a `model_type` (e.g. vit)")
+        if self.init == "random" and self.checkpoint is None:
+            raise PydanticCustomError(
+                "model_init",
+                "model.init: 'random' takes the architecture of model.checkpoint, which is not set (a model.config "
+                "model starts from random values anyway)",
+            )
         return self
 
 
@@ -405,6 +417,94 @@ class EvalSection(_Section):
         return self
 
 
+def _dotted(overrides: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested override mappings as dotted keys: {train: {epochs: 1}} and {train.epochs: 1} mean the same."""
+    flat: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if isinstance(value, dict) and value:
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+# What `tlhub compare` calls each built-in strategy of its grid, as recipe overrides (tlhub/compare.py
+# adds the unfreezing schedule's epochs); `baseline` is the plugin's classical model, not a recipe run.
+COMPARE_STRATEGIES = ("baseline", "scratch", "head", "lora", "full", "unfreeze")
+
+
+class CompareSection(_Section):
+    """The grid of `tlhub compare`: strategies x labelled examples per class x seeds."""
+
+    strategies: list[Name] = Field(
+        default_factory=lambda: list(COMPARE_STRATEGIES),
+        min_length=1,
+        description="baseline (the plugin's classical model), scratch (the checkpoint's architecture from random "
+        "values, trained in full), head, lora, full, unfreeze (tuning.full.unfreeze: the head alone for the "
+        "first third of the epochs, then everything), or a name of your own defined in strategy_overrides.",
+    )
+    samples_per_class: list[Annotated[int, Field(gt=0, le=10**9)] | None] = Field(
+        default_factory=lambda: [2, 10, 50, None],
+        min_length=1,
+        description="Training-set sizes, in labelled examples per class (data.train_samples_per_class); null: "
+        "the whole training split. Subsets are nested: each larger one holds the smaller.",
+    )
+    seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = Field(
+        default_factory=lambda: [0, 1, 2], min_length=1, description="train.seed of each repetition of a cell."
+    )
+    min_steps: int = Field(
+        0,
+        ge=0,
+        le=10**9,
+        description="Each cell trains at least this many optimizer steps: small subsets get more epochs (at 2 "
+        "examples per class an epoch is one step).",
+    )
+    overrides: dict[Name, Any] = Field(
+        default_factory=dict,
+        description="Recipe overrides for every cell as dotted keys, e.g. {train.epochs: 10, "
+        "train.early_stopping.patience: 3}: a grid may train shorter than the recipe's one run.",
+    )
+    strategy_overrides: dict[Name, dict[Name, Any]] = Field(
+        default_factory=dict,
+        description="Recipe overrides per strategy as dotted keys, e.g. {head: {train.learning_rate: 0.003}}; "
+        "a name that is not built in defines a strategy of its own (it must set tuning.strategy).",
+    )
+    output_dir: str | None = Field(
+        None, min_length=1, description="Where the grid's runs and summary go; default: output_dir + '-compare'."
+    )
+
+    @field_validator("overrides")
+    @classmethod
+    def _flat(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _dotted(value)
+
+    @field_validator("strategy_overrides")
+    @classmethod
+    def _flat_each(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {name: _dotted(overrides) for name, overrides in value.items()}
+
+    @field_validator("strategies", "samples_per_class", "seeds")
+    @classmethod
+    def _distinct(cls, value: list[Any], info: Any) -> list[Any]:
+        if repeated := sorted({str(v) for v in value if value.count(v) > 1}):
+            raise PydanticCustomError("duplicates", "{m} listed more than once", {"m": ", ".join(repeated)})
+        return value
+
+    @model_validator(mode="after")
+    def _known_strategies(self) -> CompareSection:
+        for name in self.strategies:
+            if name not in COMPARE_STRATEGIES and name not in self.strategy_overrides:
+                raise _unknown("strategy", name, sorted(COMPARE_STRATEGIES))
+        for name, overrides in self.strategy_overrides.items():
+            if name not in COMPARE_STRATEGIES and "tuning.strategy" not in overrides:
+                raise PydanticCustomError(
+                    "own_strategy",
+                    "compare.strategy_overrides.{name}: a strategy of your own must set tuning.strategy",
+                    {"name": name},
+                )
+        return self
+
+
 class Recipe(_Section):
     """A fine-tuning (or pretraining) run, as written in a YAML recipe."""
 
@@ -413,11 +513,26 @@ class Recipe(_Section):
     tuning: TuningSection = Field(description="Which parameters train.")
     train: TrainSection = Field(default_factory=TrainSection, description="The optimisation loop.")
     eval: EvalSection = Field(default_factory=EvalSection, description="Metrics and best-epoch selection.")
+    compare: CompareSection | None = Field(
+        None, description="The grid `tlhub compare` runs (a run ignores it); flags of `tlhub compare` override it."
+    )
     output_dir: str = Field(
         min_length=1,
         description="Run directory: the model folder, metrics, resolved recipe and model card. Never the "
         "working directory, a parent of it, the recipe's folder or the base checkpoint's folder.",
     )
+
+    @model_validator(mode="after")
+    def _unfreeze_within_epochs(self) -> Recipe:
+        unfreeze = self.tuning.full.unfreeze
+        if self.tuning.strategy == "full" and unfreeze is not None and unfreeze.head_epochs >= self.train.epochs:
+            raise PydanticCustomError(
+                "unfreeze_epochs",
+                "tuning.full.unfreeze.head_epochs: {h} of train.epochs {e} leaves no epoch in which the backbone "
+                "trains; use fewer head epochs or more epochs (or tuning.strategy: head)",
+                {"h": unfreeze.head_epochs, "e": self.train.epochs},
+            )
+        return self
 
     @model_validator(mode="after")
     def _stopping_watches_validation(self) -> Recipe:
@@ -478,6 +593,9 @@ _SELF_EXPLAINED = {
     "split_reuse",
     "no_metrics",
     "stopping_split",
+    "unfreeze_epochs",
+    "model_init",
+    "own_strategy",
 }
 
 
@@ -534,6 +652,11 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     if not all(p.strip() for p in parts):
         raise RecipeError([f"override '{item[:60]}': '{key}' is not a dotted key such as train.epochs"])
     return parts, parse_yaml_value(raw, key.strip())
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as a mapping of dotted keys to values, parsed by the recipe's YAML reader."""
+    return {".".join(parts): value for parts, value in map(_parse_override, overrides)}
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | list[str]) -> dict[str, Any]:

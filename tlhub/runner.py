@@ -63,7 +63,9 @@ def _accelerator(plan: Plan, logs: Path) -> Accelerator:
     """The run's accelerator; train.report_to's trackers will write under ``logs`` (:func:`_start_trackers`)."""
     from tlhub.engine import make_accelerator
 
-    return make_accelerator(plan.recipe.train, logs)
+    tuning = plan.recipe.tuning
+    unfreezing = tuning.strategy == "full" and tuning.full.unfreeze is not None
+    return make_accelerator(plan.recipe.train, logs, unfreezing=unfreezing)
 
 
 def _processes(plan: Plan, accelerator: Accelerator) -> dict[str, Any]:
@@ -188,13 +190,14 @@ def _execute(plan: Plan, resume: bool, overwrite: bool, command: str, started: f
     decision = broadcast_object_list(decision)  # the main process decided under the lock; the others follow
     begun = False
     try:
-        surgery, tuned = _build(plan)
+        surgery, tuned, schedule = _build(plan)
         if accelerator.is_main_process:
             rundir.start(decision[0], record)
         begun = True
         accelerator.wait_for_everyone()
         _start_trackers(plan, accelerator, rundir)
-        return _train_and_save(plan, accelerator, rundir, surgery, tuned, decision[0] == "resume", command, started)
+        resume = decision[0] == "resume"
+        return _train_and_save(plan, accelerator, rundir, surgery, tuned, schedule, resume, command, started)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: the run in '{rundir.path}' stopped; {_how_to_go_on(rundir)}") from None
     except TlhubError as exc:
@@ -267,12 +270,12 @@ def _run_record(plan: Plan, command: str) -> dict[str, Any]:
     }
 
 
-def _build(plan: Plan) -> tuple[Any, Any]:
-    """The model with its new head and the strategy applied; what was done is printed."""
+def _build(plan: Plan) -> tuple[Any, Any, Any]:
+    """The model with its new head, the strategy applied, and the strategy's schedule; what was done is printed."""
     from accelerate.state import PartialState
 
     from tlhub.model import build_model
-    from tlhub.tuning import apply_strategy, count_parameters
+    from tlhub.tuning import apply_strategy, count_parameters, strategy_schedule
 
     r, modality, splits = plan.recipe, plan.modality, plan.splits
     model, surgery = build_model(
@@ -282,8 +285,10 @@ def _build(plan: Plan) -> tuple[Any, Any]:
         plan.options,
         trust_remote_code=r.model.trust_remote_code,
         allow_partial_load=r.model.allow_partial_load,
+        init=r.model.init,
     )
     tuned = apply_strategy(r.tuning.strategy, model, r.tuning.options(), modality)
+    schedule = strategy_schedule(r.tuning.strategy, tuned, r.tuning.options(), modality)
     trainable, total = count_parameters(tuned)
     state = PartialState()
     say = state.print
@@ -297,8 +302,11 @@ def _build(plan: Plan) -> tuple[Any, Any]:
         say(line)
     say(f"labels: {dict(enumerate(splits.labels))}")
     parameters = f"{trainable:,} trainable of {total:,} parameters"
-    say(f"strategy {r.tuning.strategy}: {parameters}, learning rate {r.tuning.learning_rate(r.train.learning_rate):g}")
-    return surgery, tuned
+    rate = r.tuning.learning_rate(r.train.learning_rate)
+    say(f"strategy {r.tuning.strategy}: {parameters}, learning rate {rate:g}")
+    for line in schedule.describe(rate) if schedule is not None else []:
+        say(f"  {line}")
+    return surgery, tuned, schedule
 
 
 def _write_test_report(rundir: RunDir, splits: Any, metrics: dict[str, float], predictions: Any) -> None:
@@ -311,19 +319,45 @@ def _write_test_report(rundir: RunDir, splits: Any, metrics: dict[str, float], p
         rundir.write(rundir.evaluation / "test" / name, content)
 
 
+def _on_features(plan: Plan, accelerator: Accelerator, model: Any, data: Any) -> tuple[Any, Any]:
+    """The training data as cached features of the frozen layers, and the head that trains on them
+    (:mod:`tlhub.feature_cache`)."""
+    from dataclasses import replace
+
+    from tlhub.data import INDEX_COLUMN
+    from tlhub.feature_cache import cache_folder, cached_features, collate_features, head_on_features
+
+    batch_size = plan.recipe.train.eval_batch_size
+    model.to(accelerator.device)
+    train, validation = (
+        cached_features(plan, model, split, data.collate, accelerator, batch_size, [data.label_column, INDEX_COLUMN])
+        for split in (data.train, data.validation)
+    )
+    accelerator.print(
+        f"head: trains on the frozen layers' output, computed once per example ({len(train)} train and "
+        f"{len(validation)} validation vectors, cached in {cache_folder()})"
+    )
+    collate = collate_features(data.label_column)
+    return replace(data, train=train, validation=validation, collate=collate, train_collate=None), head_on_features(
+        model, plan.modality
+    )
+
+
 def _train_and_save(
     plan: Plan,
     accelerator: Accelerator,
     rundir: RunDir,
     surgery: Any,
     tuned: Any,
+    schedule: Any,
     resume: bool,
     command: str,
     started: float,
 ) -> RunResult:
     from tlhub.card import CardFacts, base_provenance, model_card
     from tlhub.data import INDEX_COLUMN
-    from tlhub.engine import TrainingData, fit
+    from tlhub.engine import TrainingData, evaluate_dataset, fit
+    from tlhub.metrics import load_metrics
     from tlhub.recipe import dump_recipe
     from tlhub.tuning import count_parameters
 
@@ -338,8 +372,19 @@ def _train_and_save(
         label_column=r.data.label_column,
     )
     settings = r.train.model_copy(update={"learning_rate": r.tuning.learning_rate(r.train.learning_rate)})
-    trained, state, evaluate = fit(accelerator, tuned, data, settings, r.eval, rundir.checkpoints, resume=resume)
-    validation, _ = evaluate(data.validation)
+    if plan.head_on_features:
+        data, tuned = _on_features(plan, accelerator, tuned, data)
+    trained, state, _ = fit(
+        accelerator, tuned, data, settings, r.eval, rundir.checkpoints, resume=resume, schedule=schedule
+    )
+    # on cached features, the trained head goes back into the whole model, which is scored and saved
+    final = accelerator.unwrap_model(trained).model if plan.head_on_features else trained
+    metric = load_metrics(r.eval.metrics, experiment_id=f"tlhub-{accelerator.process_index}")
+
+    def evaluate(split: Any) -> Any:
+        return evaluate_dataset(accelerator, final, split, _collate(plan), settings, metric, splits.labels)
+
+    validation, _ = evaluate(splits.validation.select_columns(columns))
     test, test_predictions = evaluate(splits.test.select_columns(columns))
     metrics = {"validation": validation, "test": test}
     accelerator.print("test: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items() if k != "examples"))
@@ -347,7 +392,7 @@ def _train_and_save(
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         trainable, total = count_parameters(tuned)
-        rundir.save_model(accelerator.unwrap_model(trained), plan.processor)
+        rundir.save_model(accelerator.unwrap_model(final), plan.processor)
         facts = CardFacts(
             recipe=r,
             command=command,

@@ -22,6 +22,8 @@ import tlhub
 from tlhub.errors import DataError
 from tlhub_audio import espeak, files
 from tlhub_audio.augment import AudioAugment, samples_for_frames
+from tlhub_audio.baseline import mfcc_baseline
+from tlhub_audio.layers import features, head_logits, layers
 
 if TYPE_CHECKING:
     import datasets
@@ -204,6 +206,11 @@ def extend_model(model: Any, options: Options | None) -> list[str]:
     return options.augment.apply(model) if options is not None else []
 
 
+def augments(options: Options | None) -> bool:
+    """Whether training batches are randomly augmented: any ``augment`` key set."""
+    return options is not None and bool(options.augment.model_dump(exclude_defaults=True))
+
+
 @tlhub.hookimpl
 def register_modalities(register: Callable[[tlhub.Modality], None]) -> None:
     register(
@@ -222,6 +229,11 @@ def register_modalities(register: Callable[[tlhub.Modality], None]) -> None:
             check_plan=check_plan,
             check_data=check_data,
             make_encoder=make_encoder,
+            layers=layers,
+            features=features,
+            head_logits=head_logits,
+            augments=augments,
+            baseline=mfcc_baseline,
             extend_model=extend_model,
             options=Options,
             description="wav2vec2, HuBERT and WavLM audio classifiers (transformers AutoModelForAudioClassification)",

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import tlhub
 from tlhub_image.augment import ImageAugment
+from tlhub_image.baseline import pixel_baseline
+from tlhub_image.layers import features, head_logits, layers
 
 if TYPE_CHECKING:
     import datasets
@@ -138,6 +140,11 @@ def load_digits() -> datasets.DatasetDict:
     return datasets.DatasetDict({"train": train})
 
 
+def augments(options: Options | None) -> bool:
+    """Whether training batches are randomly augmented: any ``augment`` key set."""
+    return options is not None and bool(options.augment.model_dump(exclude_defaults=True))
+
+
 @tlhub.hookimpl
 def register_modalities(register: Callable[[tlhub.Modality], None]) -> None:
     register(
@@ -155,6 +162,11 @@ def register_modalities(register: Callable[[tlhub.Modality], None]) -> None:
             check_plan=check_plan,
             check_data=check_data,
             make_encoder=make_encoder,
+            layers=layers,
+            features=features,
+            head_logits=head_logits,
+            augments=augments,
+            baseline=pixel_baseline,
             options=Options,
             description="ViT image classifiers (transformers AutoModelForImageClassification)",
         )

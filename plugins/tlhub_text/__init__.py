@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field
 
 import tlhub
+from tlhub_text.baseline import tfidf_baseline
+from tlhub_text.layers import features, head_logits, layers
 
 if TYPE_CHECKING:
     import datasets
@@ -67,6 +69,10 @@ class Family:
 
     layers: str  # the encoder's ModuleList
     head: tuple[str, ...]  # the classification head that reads the first token
+    embeddings: str  # the token and position embeddings: the backbone's first block
+    # How the head turns the first token's vector into logits (layers.head_logits): BERT's pooler, dropout
+    # and classifier; RoBERTa's classification head module; DistilBERT's pre-classifier, ReLU, dropout, classifier.
+    head_kind: Literal["pooler", "classification_head", "pre_classifier"]
     lora_targets: tuple[str, ...]  # query and value projections: LoRA's classic choice
     zeroed: tuple[str, ...]  # query, key and the feed-forward block: zero in a pooling layer
     value: str
@@ -82,12 +88,32 @@ _BERT_LAYER = dict(
     norms=("attention.output.LayerNorm", "output.LayerNorm"),
 )
 FAMILIES = {
-    "bert": Family(layers="bert.encoder.layer", head=("bert.pooler", "classifier"), **_BERT_LAYER),  # type: ignore[arg-type]
-    "roberta": Family(layers="roberta.encoder.layer", head=("classifier",), **_BERT_LAYER),  # type: ignore[arg-type]
-    "xlm-roberta": Family(layers="roberta.encoder.layer", head=("classifier",), **_BERT_LAYER),  # type: ignore[arg-type]
+    "bert": Family(
+        layers="bert.encoder.layer",
+        head=("bert.pooler", "classifier"),
+        embeddings="bert.embeddings",
+        head_kind="pooler",
+        **_BERT_LAYER,  # type: ignore[arg-type]
+    ),
+    "roberta": Family(
+        layers="roberta.encoder.layer",
+        head=("classifier",),
+        embeddings="roberta.embeddings",
+        head_kind="classification_head",
+        **_BERT_LAYER,  # type: ignore[arg-type]
+    ),
+    "xlm-roberta": Family(
+        layers="roberta.encoder.layer",
+        head=("classifier",),
+        embeddings="roberta.embeddings",
+        head_kind="classification_head",
+        **_BERT_LAYER,  # type: ignore[arg-type]
+    ),
     "distilbert": Family(
         layers="distilbert.transformer.layer",
         head=("pre_classifier", "classifier"),
+        embeddings="distilbert.embeddings",
+        head_kind="pre_classifier",
         lora_targets=("q_lin", "v_lin"),
         zeroed=("attention.q_lin", "attention.k_lin", "ffn.lin1", "ffn.lin2"),
         value="attention.v_lin",
@@ -300,6 +326,10 @@ def register_modalities(register: Callable[[tlhub.Modality], None]) -> None:
             check_plan=check_plan,
             check_data=check_data,
             make_encoder=make_encoder,
+            layers=layers,
+            features=features,
+            head_logits=head_logits,
+            baseline=tfidf_baseline,
             extend_model=extend_model,
             fixed_modules=_pooling_layer,
             max_input_columns=2,

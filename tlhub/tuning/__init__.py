@@ -12,13 +12,22 @@ from typing import TYPE_CHECKING
 
 from tlhub.tuning import full, head, lora
 from tlhub.tuning.parameters import count_parameters, is_under
+from tlhub.tuning.schedule import Schedule, full_schedule
 
 if TYPE_CHECKING:
     from torch import nn
 
     from tlhub.modality import Modality
 
-__all__ = ["STRATEGIES", "apply_strategy", "check_strategy", "count_parameters", "is_under"]
+__all__ = [
+    "STRATEGIES",
+    "Schedule",
+    "apply_strategy",
+    "check_strategy",
+    "count_parameters",
+    "is_under",
+    "strategy_schedule",
+]
 
 STRATEGIES: dict[str, ModuleType] = {"full": full, "head": head, "lora": lora}
 
@@ -40,3 +49,11 @@ def apply_strategy(name: str, model: nn.Module, options: object, modality: Modal
 def check_strategy(name: str, model: nn.Module, options: object, modality: Modality) -> list[str]:
     """Problems with strategy ``name``'s options for ``model``, as ``key.path: message`` lines."""
     return STRATEGIES[name].check(model, options, modality)  # type: ignore[no-any-return]
+
+
+def strategy_schedule(name: str, model: nn.Module, options: object, modality: Modality) -> Schedule | None:
+    """Which parameters train in which epoch and at which rate, for a strategy with a schedule (``full``'s
+    ``unfreeze`` and ``layer_decay``); ``None``: every trainable parameter, every epoch, at one rate."""
+    if name != "full":
+        return None
+    return full_schedule(model, options, modality)  # type: ignore[arg-type]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pydantic import Field
+
 from tlhub.tuning.parameters import LearningRate, StrategyOptions, is_under
 
 if TYPE_CHECKING:
@@ -16,6 +18,12 @@ class Options(StrategyOptions):
     # The plugin names the head's modules; a head alone learns fast, so it often wants its own rate.
 
     learning_rate: LearningRate = None
+    cache_features: bool = Field(
+        True,
+        description="Compute the frozen layers' output once per example (cached on disk by checkpoint, data and "
+        "preprocessing) and train the head on it: the same result, many times faster. Used only where it is "
+        "exact: the plugin can split its model at the head and the training data is not augmented.",
+    )
 
 
 def check(model: nn.Module, options: Options, modality: Modality) -> list[str]:
