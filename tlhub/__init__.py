@@ -4,6 +4,7 @@
 >>> result = tlhub.run("recipes/digits_vit.yaml", overrides={"train.epochs": 1})
 >>> result.metrics["test"]["accuracy"], result.output_dir
 >>> tlhub.load(result.output_dir).predict(["digit.png"])[0].label
+>>> tlhub.compare("recipes/digits_vit.yaml", grid_options={"seeds": [0]}).verdict
 
 Importing tlhub imports no torch, transformers, datasets, peft or accelerate: every plugin imports
 tlhub, and ``tlhub --help`` or ``tlhub plugins`` must stay fast. They load where they are used.
@@ -12,6 +13,7 @@ tlhub, and ``tlhub --help`` or ``tlhub plugins`` must stay fast. They load where
 from __future__ import annotations
 
 from tlhub.checkpoint import LocalCopy
+from tlhub.comparison import CompareResult, compare
 from tlhub.errors import (
     CheckpointError,
     DataError,
@@ -33,6 +35,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
+    "CompareResult",
     "DataError",
     "InputTypeError",
     "LocalCopy",
@@ -48,6 +51,7 @@ __all__ = [
     "TlhubError",
     "TrainedModel",
     "__version__",
+    "compare",
     "hookimpl",
     "load",
     "load_recipe",

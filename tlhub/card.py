@@ -87,10 +87,18 @@ def _loading_opt_ins(recipe: Recipe) -> list[str]:
 def _schedule(recipe: Recipe) -> str:
     t = recipe.train
     accumulation = f" x {t.gradient_accumulation_steps} accumulated" if t.gradient_accumulation_steps > 1 else ""
+    full = recipe.tuning.full if recipe.tuning.strategy == "full" else None
+    layers = ""
+    if full is not None and full.unfreeze is not None:
+        pace = full.unfreeze.layers_per_epoch
+        then = f"{pace} more block(s) per epoch from the top" if pace else "the whole backbone"
+        layers += f"; the head alone for {full.unfreeze.head_epochs} epoch(s), then {then}"
+    if full is not None and full.layer_decay is not None:
+        layers += f"; each block's learning rate x {full.layer_decay:g} per block below the head"
     return (
         f"{t.epochs} epoch(s) of batch {t.batch_size}{accumulation}, AdamW at learning rate "
         f"{recipe.tuning.learning_rate(t.learning_rate):g} (weight decay {t.weight_decay:g}), {t.scheduler} schedule "
-        f"with {t.warmup_ratio:.0%} warm-up, {t.mixed_precision} mixed precision, seed {t.seed}"
+        f"with {t.warmup_ratio:.0%} warm-up, {t.mixed_precision} mixed precision, seed {t.seed}{layers}"
     )
 
 
@@ -126,9 +134,15 @@ def model_card(name: str, facts: CardFacts) -> str:
         table.append(
             f"| {split} | " + " | ".join(f"{v:.4f}" if k != "examples" else str(v) for k, v in scores.items()) + " |"
         )
-    history = ["| epoch | train loss | validation " + r.eval.select_metric + " |", "|---|---|---|"]
+    history = [
+        f"| epoch | train loss | validation {r.eval.select_metric} | training time (s) | training samples/s |",
+        "|---|---|---|---|---|",
+    ]
     for h in facts.history:
-        history.append(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['validation_' + r.eval.select_metric]:.4f} |")
+        timed = f"{h['train_seconds']:.1f} | {h['train_samples_per_second']:.0f}" if "train_seconds" in h else "- | -"
+        history.append(
+            f"| {h['epoch']} | {h['train_loss']:.4f} | {h['validation_' + r.eval.select_metric]:.4f} | {timed} |"
+        )
     how = (
         f"fine-tuned by tlhub with the `{r.tuning.strategy}` strategy"
         if facts.base and r.model.init == "pretrained"

@@ -112,7 +112,7 @@ def compare(
     The grid comes from the recipe's `compare` section, changed by the flags. Started again, it skips
     finished cells and resumes an interrupted one. Writes compare.md, compare.csv and compare.png.
     """
-    from tlhub.compare import compare as run_compare
+    from tlhub.comparison import compare as run_compare
 
     options = {"strategies": strategies, "samples_per_class": sizes, "seeds": seeds, "min_steps": min_steps}
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -199,7 +199,7 @@ def plot(rows: Sequence[SummaryRow], select_metric: str, title: str, *, classes:
 
     if classes < 1:
         raise ValueError(f"plot: classes must be at least 1, got {classes}")
-    figure = Figure(figsize=(8, 5), dpi=plots._DPI, layout="constrained")
+    figure = Figure(figsize=(8, 5), dpi=plots.DPI, layout="constrained")
     axes = figure.subplots()
     ticks: dict[float, str] = {}
     colours = (f"C{i}" for i in itertools.count())  # the colour cycle; grey is the baseline's
@@ -247,7 +247,7 @@ def plot(rows: Sequence[SummaryRow], select_metric: str, title: str, *, classes:
     )
     axes.grid(alpha=0.3)
     # plots owns the PNG rendering (Agg, no pyplot); one renderer for every picture tlhub draws.
-    return plots._png(figure)
+    return plots.png_bytes(figure)
 
 
 def _x(row: SummaryRow, classes: int) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -470,7 +471,9 @@ def fit(
             mininterval=1.0,
         )
         sums = _LossSums(state, accelerator.device)
+        started, examples = time.perf_counter(), 0
         for batch in progress:
+            examples += len(batch["labels"])
             with accelerator.accumulate(model):
                 loss = training_loss(batch)
                 accelerator.backward(loss)
@@ -493,7 +496,8 @@ def fit(
                 if train.checkpoint_steps and state.step % train.checkpoint_steps == 0:
                     _save_checkpoint(accelerator, sums.read(state), store)
         progress.close()
-        sums.read(state)
+        sums.read(state)  # waits for the device: the epoch's training time is complete
+        seconds = time.perf_counter() - started
 
         scores = evaluate_split(accelerator, model, validation_loader, metric, labels)
         score = scores[evaluation.select_metric]
@@ -504,7 +508,14 @@ def fit(
             accelerator.save_model(model, best_dir)
         train_loss = state.loss_sum / max(state.loss_batches, 1)
         state.history.append(
-            {"epoch": epoch + 1, "train_loss": train_loss, **{f"validation_{k}": v for k, v in scores.items()}}
+            {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                # the batches this run trained (after --resume: those left of the epoch), every process's
+                "train_seconds": round(seconds, 3),
+                "train_samples_per_second": round(examples * accelerator.num_processes / max(seconds, 1e-9), 1),
+                **{f"validation_{k}": v for k, v in scores.items()},
+            }
         )
         shown = "  ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "examples")
         accelerator.print(

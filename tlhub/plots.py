@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from numpy.typing import NDArray
 
-_DPI = 100
+DPI = 100
 _MAX_CLASSES = 50  # a confusion matrix grows with its classes up to this many, then its cells shrink
 
 
@@ -35,7 +35,7 @@ def curves(
     """
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(15, 4.8), dpi=_DPI, layout="constrained")
+    figure = Figure(figsize=(15, 4.8), dpi=DPI, layout="constrained")
     loss_axes, metric_axes, rate_axes = figure.subplots(1, 3)
     steps = [entry["step"] for entry in log]
 
@@ -107,7 +107,7 @@ def curves(
         axes.grid(alpha=0.3)
         if not axes.has_data():
             axes.text(0.5, 0.5, "nothing recorded", ha="center", va="center", transform=axes.transAxes)
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def _mark_epochs(axes: Axes, log: Sequence[dict[str, Any]]) -> None:
@@ -138,7 +138,7 @@ def confusion_matrix(matrix: Sequence[Sequence[int]] | NDArray[Any], labels: Seq
     cell = 0.5 if n <= 12 else 0.38 if n <= 25 else 0.32  # inches per class: room for a count
     side = min(max(n * cell, 3.0), _MAX_CLASSES * 0.32)
     margin = 0.8 + 0.075 * longest  # room for the names
-    figure = Figure(figsize=(side + margin + 1.8, side + margin + 0.9), dpi=_DPI, layout="constrained")
+    figure = Figure(figsize=(side + margin + 1.8, side + margin + 0.9), dpi=DPI, layout="constrained")
     axes = figure.subplots()
     image = axes.imshow(counts, cmap="Blues", interpolation="nearest", aspect="equal", vmin=0)
     figure.colorbar(image, ax=axes, shrink=0.8, label="examples")
@@ -164,10 +164,11 @@ def confusion_matrix(matrix: Sequence[Sequence[int]] | NDArray[Any], labels: Seq
                 axes.text(
                     j, i, str(value), ha="center", va="center", fontsize=cell_font, color="white" if dark else "black"
                 )
-    return _png(figure)
+    return png_bytes(figure)
 
 
-def _png(figure: Figure) -> bytes:
+def png_bytes(figure: Figure) -> bytes:
+    """``figure`` as PNG bytes, rendered by Agg."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(figure)  # the Agg renderer, whatever backend pyplot would pick

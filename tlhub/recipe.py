@@ -428,7 +428,7 @@ def _dotted(overrides: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-# What `tlhub compare` calls each built-in strategy of its grid, as recipe overrides (tlhub/compare.py
+# What `tlhub compare` calls each built-in strategy of its grid, as recipe overrides (tlhub/comparison.py
 # adds the unfreezing schedule's epochs); `baseline` is the plugin's classical model, not a recipe run.
 COMPARE_STRATEGIES = ("baseline", "scratch", "head", "lora", "full", "unfreeze")
 
@@ -436,6 +436,11 @@ COMPARE_STRATEGIES = ("baseline", "scratch", "head", "lora", "full", "unfreeze")
 class CompareSection(_Section):
     """The grid of `tlhub compare`: strategies x labelled examples per class x seeds."""
 
+    strategy_overrides: dict[Name, dict[Name, Any]] = Field(
+        default_factory=dict,
+        description="Recipe overrides per strategy as dotted keys, e.g. {head: {train.learning_rate: 0.003}}; "
+        "a name that is not built in defines a strategy of its own (it must set tuning.strategy).",
+    )
     strategies: list[Name] = Field(
         default_factory=lambda: list(COMPARE_STRATEGIES),
         min_length=1,
@@ -464,11 +469,6 @@ class CompareSection(_Section):
         description="Recipe overrides for every cell as dotted keys, e.g. {train.epochs: 10, "
         "train.early_stopping.patience: 3}: a grid may train shorter than the recipe's one run.",
     )
-    strategy_overrides: dict[Name, dict[Name, Any]] = Field(
-        default_factory=dict,
-        description="Recipe overrides per strategy as dotted keys, e.g. {head: {train.learning_rate: 0.003}}; "
-        "a name that is not built in defines a strategy of its own (it must set tuning.strategy).",
-    )
     output_dir: str | None = Field(
         None, min_length=1, description="Where the grid's runs and summary go; default: output_dir + '-compare'."
     )
@@ -478,11 +478,6 @@ class CompareSection(_Section):
     def _flat(cls, value: dict[str, Any]) -> dict[str, Any]:
         return _dotted(value)
 
-    @field_validator("strategy_overrides")
-    @classmethod
-    def _flat_each(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        return {name: _dotted(overrides) for name, overrides in value.items()}
-
     @field_validator("strategies", "samples_per_class", "seeds")
     @classmethod
     def _distinct(cls, value: list[Any], info: Any) -> list[Any]:
@@ -490,19 +485,25 @@ class CompareSection(_Section):
             raise PydanticCustomError("duplicates", "{m} listed more than once", {"m": ", ".join(repeated)})
         return value
 
-    @model_validator(mode="after")
-    def _known_strategies(self) -> CompareSection:
-        for name in self.strategies:
-            if name not in COMPARE_STRATEGIES and name not in self.strategy_overrides:
-                raise _unknown("strategy", name, sorted(COMPARE_STRATEGIES))
-        for name, overrides in self.strategy_overrides.items():
+    @field_validator("strategy_overrides")
+    @classmethod
+    def _own_strategies(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        value = {name: _dotted(overrides) for name, overrides in value.items()}
+        for name, overrides in value.items():
             if name not in COMPARE_STRATEGIES and "tuning.strategy" not in overrides:
                 raise PydanticCustomError(
-                    "own_strategy",
-                    "compare.strategy_overrides.{name}: a strategy of your own must set tuning.strategy",
-                    {"name": name},
+                    "own_strategy", "{name}: a strategy of your own must set tuning.strategy", {"name": name}
                 )
-        return self
+        return value
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, value: list[str], info: Any) -> list[str]:
+        own = sorted(set(info.data.get("strategy_overrides") or {}) - set(COMPARE_STRATEGIES))
+        for name in value:
+            if name not in COMPARE_STRATEGIES and name not in own:
+                raise _unknown("strategy", name, [*sorted(COMPARE_STRATEGIES), *own])
+        return value
 
 
 class Recipe(_Section):

@@ -306,6 +306,10 @@ def _build(plan: Plan) -> tuple[Any, Any, Any]:
     say(f"strategy {r.tuning.strategy}: {parameters}, learning rate {rate:g}")
     for line in schedule.describe(rate) if schedule is not None else []:
         say(f"  {line}")
+    if r.tuning.strategy == "head" and not plan.head_on_features:
+        from tlhub.feature_cache import unusable
+
+        say(f"head: every step runs the frozen layers too ({unusable(r, modality, plan.options)})")
     return surgery, tuned, schedule
 
 

@@ -101,7 +101,10 @@ def test_gradual_unfreezing_trains_one_more_block_each_epoch(
     recipe = digits_recipe(
         tiny_vit,
         tmp_path / "run",
-        tuning={"strategy": "full", "full": {"unfreeze": {"head_epochs": 1, "layers_per_epoch": 1}, "layer_decay": 0.5}},
+        tuning={
+            "strategy": "full",
+            "full": {"unfreeze": {"head_epochs": 1, "layers_per_epoch": 1}, "layer_decay": 0.5},
+        },
         train={"epochs": 4, "scheduler": "constant", "warmup_ratio": 0.0, "weight_decay": 0.01},
     )
     start = {k: v.clone() for k, v in ViTForImageClassification.from_pretrained(tiny_vit).state_dict().items()}
@@ -140,10 +143,13 @@ def test_a_plugin_without_layers_cannot_unfreeze(model: ViTForImageClassificatio
 
 def test_head_epochs_must_leave_epochs_for_the_backbone(tiny_vit: Path, tmp_path: Path) -> None:
     recipe = digits_recipe(
-        tiny_vit, tmp_path / "r", tuning={"strategy": "full", "full": {"unfreeze": {"head_epochs": 3}}}, train={"epochs": 3}
+        tiny_vit,
+        tmp_path / "r",
+        tuning={"strategy": "full", "full": {"unfreeze": {"head_epochs": 3}}},
+        train={"epochs": 3},
     )
     with pytest.raises(RecipeError) as raised:
         validate_recipe(recipe)
     assert "tuning.full.unfreeze.head_epochs: 3 of train.epochs 3 leaves no epoch" in str(raised.value)
-    with pytest.raises(RecipeError, match="tuning.full.layer_decay"):
+    with pytest.raises(RecipeError, match=r"tuning\.full\.layer_decay"):
         validate_recipe({**recipe, "tuning": {"strategy": "full", "full": {"layer_decay": 1.5}}})

@@ -117,7 +117,7 @@ def compare(
                 results[cell.name] = _run_cell(cell, data, given, base, section, folder, plans, str(recipe))
                 _write_results(folder, results)
             bar.update()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):  # Ctrl-C between cells, or a cell's run interrupted
         raise Interrupted(
             f"interrupted: the compare in '{folder}' stopped; run the same command again to go on (its "
             f"{sum(c.name in results for c in cells)} finished cells are kept)"
@@ -136,7 +136,7 @@ def _section(section: CompareSection, options: dict[str, Any], source: str) -> C
     try:
         return CompareSection.model_validate({**section.model_dump(), **given})
     except ValidationError as exc:
-        raise RecipeError([f"compare.{p}" for p in format_errors(exc, CompareSection)], source=source) from None
+        raise RecipeError(format_errors(exc, CompareSection, prefix="compare."), source=source) from None
 
 
 def _strategy_overrides(section: CompareSection, cell: Cell, epochs: int) -> dict[str, Any]:
