@@ -98,10 +98,9 @@ def compare(
             source=str(recipe),
         )
     cells = grid(section)
-    epochs = section.overrides.get("train.epochs", base.train.epochs)
     for cell in cells:  # every strategy's recipe is valid before the first cell starts
         if cell.strategy != BASELINE:
-            _cell_recipe(data, section, cell, folder, epochs=epochs, source=str(recipe))
+            _cell_recipe(data, section, cell, folder, _cell_epochs(section, cell, base), str(recipe))
     _claim(folder, base, str(recipe))
 
     results = _read_results(folder)
@@ -137,6 +136,15 @@ def _section(section: CompareSection, options: dict[str, Any], source: str) -> C
         return CompareSection.model_validate({**section.model_dump(), **given})
     except ValidationError as exc:
         raise RecipeError(format_errors(exc, CompareSection, prefix="compare."), source=source) from None
+
+
+def _cell_epochs(section: CompareSection, cell: Cell, base: Recipe) -> int:
+    """The epochs a cell's strategy overrides set, else the grid's overrides, else the recipe's."""
+    for overrides in (section.strategy_overrides.get(cell.strategy, {}), section.overrides):
+        value = overrides.get("train.epochs")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value  # anything else is reported by the cell recipe's validation
+    return base.train.epochs
 
 
 def _strategy_overrides(section: CompareSection, cell: Cell, epochs: int) -> dict[str, Any]:
@@ -253,7 +261,7 @@ def _run_cell(
         if cell.strategy == BASELINE:
             metrics, examples, trainable = _baseline(_size_plan(data, cell, folder, plans, source), cell.seed)
         else:
-            epochs = section.overrides.get("train.epochs", base.train.epochs)
+            epochs = _cell_epochs(section, cell, base)
             recipe, overrides = _cell_recipe(data, section, cell, folder, epochs, source)
             if section.min_steps:
                 plan = _size_plan(data, cell, folder, plans, source)
