@@ -74,7 +74,7 @@ def test_subsets_are_nested_and_every_cell_tests_on_the_same_examples(tmp_path: 
         assert train["head", size] == train["full", size]  # identical across strategies
     assert len(train["head", 1]) == 10 and len(train["head", 3]) == 30
     assert train["head", 1] < train["head", 3] < train["head", None]  # nested
-    assert not train["head", None] & next(iter(tests))
+    assert not train["head", None] & set(next(iter(tests)))
 
 
 def test_an_interrupted_compare_goes_on_without_rerunning_finished_cells(

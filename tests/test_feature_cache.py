@@ -44,7 +44,7 @@ def test_cached_features_train_the_same_head_as_the_whole_model(tmp_path: Path, 
     for split in ("validation", "test"):
         for name, value in plain.metrics[split].items():
             assert cached.metrics[split][name] == pytest.approx(value, abs=1e-5), (split, name)
-    weights = [load_file(tmp_path / run / "model" / "model.safetensors") for run in ("plain", "cached")]
+    weights = [load_file(tmp_path / run / "model.safetensors") for run in ("plain", "cached")]
     assert weights[0].keys() == weights[1].keys()
     for name in weights[0]:
         torch.testing.assert_close(weights[0][name], weights[1][name], atol=1e-5, rtol=1e-5, msg=name)
