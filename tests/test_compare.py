@@ -190,3 +190,26 @@ def test_a_killed_compare_finishes_when_started_again(tmp_path: Path, tiny_vit: 
     resumed = json.loads((folder / "cells" / "full-n2-seed1" / "run.json").read_text())
     assert resumed["status"] == "finished"
     assert "resumed from" in (folder / "logs" / "full-n2-seed1.log").read_text()
+
+
+def test_cells_whose_settings_changed_run_again(
+    tmp_path: Path, tiny_vit: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tlhub import runner
+
+    recipe = grid_recipe(tmp_path, tiny_vit, strategies=["baseline", "head", "full"], samples_per_class=[2])
+    compare_module.compare(recipe, progress=False)
+    real_run = runner.run
+    ran: list[str] = []
+
+    def run(source: Any, overrides: dict[str, Any], **kwargs: Any) -> Any:
+        ran.append(Path(overrides["output_dir"]).name)
+        assert kwargs["overwrite"] and not kwargs["resume"]  # the old finished run is replaced
+        return real_run(source, overrides, **kwargs)
+
+    monkeypatch.setattr(runner, "run", run)
+    changed = compare_module.compare(recipe, ["compare.strategy_overrides.head.train.epochs=3"], progress=False)
+    assert ran == ["head-n2-seed0"]  # the baseline and full cells kept their results
+    head = json.loads((tmp_path / "run-compare" / "cells" / "head-n2-seed0" / "run.json").read_text())
+    assert head["recipe"]["train"]["epochs"] == 3 and len(head["history"]) == 3
+    assert [c.strategy for c in changed.cells] == ["baseline", "head", "full"]

@@ -86,8 +86,10 @@ def compare(
     from tlhub.recipe import CompareSection, apply_overrides, parse_overrides, read_yaml, validate_recipe
 
     registry = plugins.registry()
-    given = parse_overrides(overrides or [])  # every cell's run applies them again, then its own
+    given = parse_overrides(overrides or [])
     data = apply_overrides(read_yaml(recipe), given)
+    # every cell's run applies the command's overrides again, then its own; the grid's are not the cells'
+    given = {k: v for k, v in given.items() if k != "compare" and not k.startswith("compare.")}
     base = validate_recipe(data, source=str(recipe), plugins=set(registry.modalities))
     section = _section(base.compare or CompareSection(), grid_options or {}, str(recipe))
     folder = Path(output or section.output_dir or f"{base.output_dir.rstrip('/')}-compare")
@@ -103,18 +105,22 @@ def compare(
             _cell_recipe(data, section, cell, folder, _cell_epochs(section, cell, base), str(recipe))
     _claim(folder, base, str(recipe))
 
-    results = _read_results(folder)
+    recorded = _read_results(folder)  # name -> (what the cell ran, its result)
     plans: dict[int | None, Plan] = {}  # one plan per subset size: its train split's length, the baseline's data
-    out = sys.stderr
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(cells), desc="compare", unit="cell", file=out, disable=not progress)
+    bar = tqdm(total=len(cells), desc="compare", unit="cell", file=sys.stderr, disable=not progress)
+    results: dict[str, CellResult] = {}
     try:
         for cell in cells:
             bar.set_postfix_str(cell.name)
-            if cell.name not in results:
-                results[cell.name] = _run_cell(cell, data, given, base, section, folder, plans, str(recipe))
-                _write_results(folder, results)
+            what = _what(cell, data, given, base, section, folder, plans, str(recipe))
+            if cell.name in recorded and recorded[cell.name][0] == what:
+                results[cell.name] = recorded[cell.name][1]
+            else:  # not run yet, or run with other settings (the grid's overrides changed): run it
+                results[cell.name] = _run_cell(cell, what, folder, plans, str(recipe))
+                recorded[cell.name] = (what, results[cell.name])
+                _write_results(folder, recorded)
             bar.update()
     except (KeyboardInterrupt, Interrupted):  # Ctrl-C between cells, or a cell's run interrupted
         raise Interrupted(
@@ -203,22 +209,26 @@ def _claim(folder: Path, base: Recipe, source: str) -> None:
     replace_file(record, json.dumps({"recipe_file": source, "recipe": compared}, indent=2))
 
 
-def _read_results(folder: Path) -> dict[str, CellResult]:
+def _read_results(folder: Path) -> dict[str, tuple[dict[str, Any], CellResult]]:
+    """``cells.json``: for each finished cell, what it ran (its overrides) and its result."""
     path = folder / "cells.json"
     if not path.exists():
         return {}
     try:
-        return {name: CellResult(**fields) for name, fields in json.loads(path.read_text()).items()}
-    except (OSError, ValueError, TypeError) as exc:
+        found = json.loads(path.read_text())
+        return {name: (cell["ran"], CellResult(**cell["result"])) for name, cell in found.items()}
+    except (OSError, ValueError, TypeError, KeyError) as exc:
         raise OutputDirError(
-            f"compare.output_dir: '{path}' is unreadable ({exc}); remove it to run every cell again"
+            f"compare.output_dir: '{path}' is unreadable ({type(exc).__name__}: {exc}); remove it to run every "
+            "cell again"
         ) from None
 
 
-def _write_results(folder: Path, results: dict[str, CellResult]) -> None:
+def _write_results(folder: Path, recorded: dict[str, tuple[dict[str, Any], CellResult]]) -> None:
     from tlhub.rundir import replace_file
 
-    replace_file(folder / "cells.json", json.dumps({name: asdict(r) for name, r in results.items()}, indent=1))
+    cells = {name: {"ran": what, "result": asdict(result)} for name, (what, result) in recorded.items()}
+    replace_file(folder / "cells.json", json.dumps(cells, indent=1))
 
 
 def _size_plan(data: dict[str, Any], cell: Cell, folder: Path, plans: dict[int | None, Plan], source: str) -> Plan:
@@ -243,7 +253,7 @@ def _epochs(plan: Plan, train: TrainSection, min_steps: int) -> int:
     return max(train.epochs, math.ceil(min_steps / steps))
 
 
-def _run_cell(
+def _what(
     cell: Cell,
     data: dict[str, Any],
     given: dict[str, Any],
@@ -252,22 +262,33 @@ def _run_cell(
     folder: Path,
     plans: dict[int | None, Plan],
     source: str,
-) -> CellResult:
+) -> dict[str, Any]:
+    """What a cell runs, as JSON data: a deep cell's recipe overrides (the command's, then the cell's; its
+    epochs raised to ``compare.min_steps``), or the baseline's subset and seed."""
+    if cell.strategy == BASELINE:
+        _size_plan(data, cell, folder, plans, source)  # the baseline's data (made once per size)
+        what: dict[str, Any] = {**given, "baseline": True, "per_class": cell.per_class, "seed": cell.seed}
+    else:
+        epochs = _cell_epochs(section, cell, base)
+        recipe, overrides = _cell_recipe(data, section, cell, folder, epochs, source)
+        if section.min_steps:
+            plan = _size_plan(data, cell, folder, plans, source)
+            if (more := _epochs(plan, recipe.train, section.min_steps)) != epochs:
+                _, overrides = _cell_recipe(data, section, cell, folder, more, source)
+        what = {**given, **overrides}
+    return json.loads(json.dumps(what))  # as cells.json gives it back
+
+
+def _run_cell(cell: Cell, what: dict[str, Any], folder: Path, plans: dict[int | None, Plan], source: str) -> CellResult:
     logs = folder / "logs"
     logs.mkdir(exist_ok=True)
     started = time.perf_counter()
     _reset_peak_memory()
     with open(logs / f"{cell.name}.log", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         if cell.strategy == BASELINE:
-            metrics, examples, trainable = _baseline(_size_plan(data, cell, folder, plans, source), cell.seed)
+            metrics, examples, trainable = _baseline(plans[cell.per_class], cell.seed)
         else:
-            epochs = _cell_epochs(section, cell, base)
-            recipe, overrides = _cell_recipe(data, section, cell, folder, epochs, source)
-            if section.min_steps:
-                plan = _size_plan(data, cell, folder, plans, source)
-                if (more := _epochs(plan, recipe.train, section.min_steps)) != epochs:
-                    _, overrides = _cell_recipe(data, section, cell, folder, more, source)
-            metrics, examples, trainable = _deep(source, {**given, **overrides}, folder / "cells" / cell.name)
+            metrics, examples, trainable = _deep(source, what, folder / "cells" / cell.name)
     return CellResult(
         strategy=cell.strategy,
         per_class=cell.per_class,
@@ -281,15 +302,18 @@ def _run_cell(
 
 
 def _deep(source: str, overrides: dict[str, Any], path: Path) -> tuple[dict[str, float], int, int]:
-    """Run one deep cell (resumed if it was interrupted, skipped if it finished); its test metrics, training
-    examples and trainable parameters, from its ``run.json``."""
+    """Run one deep cell: skipped if its folder holds this recipe's finished run, resumed if it holds this
+    recipe's interrupted one, run afresh otherwise (the cell's folder is the compare's own). Its test
+    metrics, training examples and trainable parameters, from its ``run.json``."""
+    from tlhub.recipe import load_recipe
     from tlhub.rundir import RunDir
     from tlhub.runner import run
 
     rundir = RunDir(path)
     record = rundir.read_record() if path.exists() else None
-    if record is None or record.get("status") != "finished":
-        resume = record is not None and rundir.checkpoints.latest() is not None
+    same = record is not None and record.get("recipe") == load_recipe(source, overrides).model_dump(mode="json")
+    if not (same and record is not None and record.get("status") == "finished"):
+        resume = same and rundir.checkpoints.latest() is not None
         command = f"tlhub compare {source} (cell {path.name})"
         run(source, overrides, resume=resume, overwrite=record is not None and not resume, command=command)
         record = rundir.read_record() or {}
