@@ -52,7 +52,7 @@ def section(name: str, recipe: str, title: str, wall: float | None) -> list[str]
     shutil.copyfile(found / "compare.png", FIGURES / f"{name}.png")
     shutil.copyfile(found / "compare.csv", FIGURES / f"{name}.csv")
     cells = json.loads((found / "cells.json").read_text())
-    total = sum(c["wall_seconds"] for c in cells.values())
+    total = sum(c["result"]["wall_seconds"] for c in cells.values())
     summary = (found / "compare.md").read_text().split("\n", 2)[2].strip()  # without its title line
     timing = f"{wall / 60:.1f} minutes wall for the whole grid" if wall else "wall time: see below"
     return [
