@@ -27,9 +27,9 @@ RECIPE = REPO / "recipes" / "digits_vit.yaml"
 OUT = REPO / "runs" / "benchmarks" / "head_cache"
 
 
-def run(name: str, cache: bool, hf_home: str) -> dict[str, Any]:
+def run(name: str, folder: str, cache: bool, hf_home: str) -> dict[str, Any]:
     """One run in a fresh interpreter; its run.json figures and the wall time of the whole process."""
-    out = OUT / name
+    out = OUT / folder
     overrides = [
         "tuning.strategy=head",
         f"tuning.head.cache_features={str(cache).lower()}",
@@ -59,9 +59,9 @@ def run(name: str, cache: bool, hf_home: str) -> dict[str, Any]:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as hf_home:  # an empty cache: the first cached run computes it
-        plain = run("through the frozen layers (cache_features: false)", False, hf_home)
-        cold = run("cached features, cache empty (computed first)", True, hf_home)
-        warm = run("cached features, cache built", True, hf_home)
+        plain = run("through the frozen layers (cache_features: false)", "plain", False, hf_home)
+        cold = run("cached features, cache empty (computed first)", "cold", True, hf_home)
+        warm = run("cached features, cache built", "warm", True, hf_home)
     rows = [plain, cold, warm]
     lines = [
         f"Measured {machine()} by `benchmarks/head_cache.py`: `recipes/digits_vit.yaml` with "
