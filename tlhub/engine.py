@@ -393,13 +393,12 @@ def fit(
     store: CheckpointStore,
     resume: bool = False,
     schedule: Schedule | None = None,
-) -> tuple[torch.nn.Module, TrainState, Callable[[datasets.Dataset], tuple[dict[str, float], SplitPredictions]]]:
+) -> tuple[torch.nn.Module, TrainState]:
     """Train, evaluate on validation every epoch, keep the best epoch's weights.
 
     ``train.class_weighting`` weighs the training loss by class; evaluation losses stay unweighted.
-    Returns the prepared model (with the best weights loaded), the final state, and an ``evaluate``
-    function for any further split: its metrics (with ``loss`` and the number of ``examples``) and its
-    predictions.
+    Returns the prepared model (with the best weights loaded) and the final state; further splits are
+    scored with :func:`evaluate_dataset`.
     Every ``train.logging_steps`` optimizer steps (and at the last step) the training loss and learning
     rate go into ``state.log`` and, with each epoch's validation metrics, to the accelerator's trackers.
     ``schedule`` (``full``'s ``unfreeze`` / ``layer_decay``) sets which parameters train in each epoch and
@@ -538,7 +537,4 @@ def fit(
     load_checkpoint_in_model(accelerator.unwrap_model(model), str(best_dir))
     accelerator.print(f"best epoch: {state.best_epoch} (validation {evaluation.select_metric} {state.best_metric:.4f})")
 
-    def evaluate(split: datasets.Dataset) -> tuple[dict[str, float], SplitPredictions]:
-        return evaluate_dataset(accelerator, model, split, data.collate, train, metric, labels)
-
-    return model, state, evaluate
+    return model, state

@@ -378,7 +378,7 @@ def _train_and_save(
     settings = r.train.model_copy(update={"learning_rate": r.tuning.learning_rate(r.train.learning_rate)})
     if plan.head_on_features:
         data, tuned = _on_features(plan, accelerator, tuned, data)
-    trained, state, _ = fit(
+    trained, state = fit(
         accelerator, tuned, data, settings, r.eval, rundir.checkpoints, resume=resume, schedule=schedule
     )
     # on cached features, the trained head goes back into the whole model, which is scored and saved
