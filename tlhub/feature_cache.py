@@ -43,20 +43,19 @@ def unusable(recipe: Recipe, modality: Modality, options: Any) -> str | None:
     return None
 
 
-def cache_key(plan: Plan, split: datasets.Dataset) -> str:
+def cache_key(plan: Plan, split: datasets.Dataset, base: str | None) -> str:
     """What the cached features depend on: the base's weights and config, the split's rows (its ``datasets``
     fingerprint), the preprocessing (processor, plugin options, input columns) and the numerics (precision,
-    library versions)."""
+    library versions). ``base`` is the checkpoint's fingerprint as the run recorded it (its weights are
+    hashed once per run)."""
     from importlib.metadata import version
-
-    from tlhub.checkpoint import fingerprint
 
     r = plan.recipe
     processor = plan.processor
     described = processor.to_json_string() if hasattr(processor, "to_json_string") else repr(processor)
     parts = {
         "version": _VERSION,
-        "checkpoint": fingerprint(plan.checkpoint) or r.model.checkpoint,
+        "checkpoint": base or r.model.checkpoint,
         "config": plan.config.to_json_string(use_diff=False),
         "split": split._fingerprint,
         "processor": described,
@@ -84,13 +83,15 @@ def cached_features(
     accelerator: Accelerator,
     batch_size: int,
     keep: list[str],
+    base: str | None,
 ) -> datasets.Dataset:
     """``split`` with its input columns replaced by ``features`` (one float32 vector per example), computed
     by the plugin's ``features`` under the run's precision, or read from the cache. ``keep``: the other
-    columns to keep (the label, the example numbers). The main process computes; the others read its file."""
+    columns to keep (the label, the example numbers); ``base``: the checkpoint's fingerprint (:func:`cache_key`).
+    The main process computes; the others read its file."""
     import torch
 
-    key = cache_key(plan, split)
+    key = cache_key(plan, split, base)
     path = cache_folder() / f"{key}.arrow"
     model.eval()
 

@@ -323,7 +323,7 @@ def _write_test_report(rundir: RunDir, splits: Any, metrics: dict[str, float], p
         rundir.write(rundir.evaluation / "test" / name, content)
 
 
-def _on_features(plan: Plan, accelerator: Accelerator, model: Any, data: Any) -> tuple[Any, Any]:
+def _on_features(plan: Plan, accelerator: Accelerator, model: Any, data: Any, base: str | None) -> tuple[Any, Any]:
     """The training data as cached features of the frozen layers, and the head that trains on them
     (:mod:`tlhub.feature_cache`)."""
     from dataclasses import replace
@@ -334,7 +334,9 @@ def _on_features(plan: Plan, accelerator: Accelerator, model: Any, data: Any) ->
     batch_size = plan.recipe.train.eval_batch_size
     model.to(accelerator.device)
     train, validation = (
-        cached_features(plan, model, split, data.collate, accelerator, batch_size, [data.label_column, INDEX_COLUMN])
+        cached_features(
+            plan, model, split, data.collate, accelerator, batch_size, [data.label_column, INDEX_COLUMN], base
+        )
         for split in (data.train, data.validation)
     )
     accelerator.print(
@@ -377,7 +379,8 @@ def _train_and_save(
     )
     settings = r.train.model_copy(update={"learning_rate": r.tuning.learning_rate(r.train.learning_rate)})
     if plan.head_on_features:
-        data, tuned = _on_features(plan, accelerator, tuned, data)
+        base = (rundir.read_record() or {}).get("base_fingerprint")  # hashed when the run started
+        data, tuned = _on_features(plan, accelerator, tuned, data, base)
     trained, state = fit(
         accelerator, tuned, data, settings, r.eval, rundir.checkpoints, resume=resume, schedule=schedule
     )
