@@ -207,6 +207,32 @@ def test_balanced_class_weights_follow_scikit_learn() -> None:
     assert class_weights([0, 1], 2, "none") is None
 
 
+def test_label_smoothing_and_soft_targets_change_only_the_training_loss() -> None:
+    from types import SimpleNamespace
+
+    from tlhub.engine import training_loss
+
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+
+    def model(labels: torch.Tensor | None = None, **inputs: torch.Tensor) -> SimpleNamespace:
+        loss = None if labels is None else torch.nn.functional.cross_entropy(logits, labels)
+        return SimpleNamespace(logits=logits, loss=loss)
+
+    ids = torch.tensor([0, 2])
+    plain = training_loss(model, {"labels": ids}, None, 0.0)  # type: ignore[arg-type]
+    assert torch.equal(plain, torch.nn.functional.cross_entropy(logits, ids))
+    smoothed = training_loss(model, {"labels": ids}, None, 0.3)  # type: ignore[arg-type]
+    # by hand: targets (1 - 0.3) on the class plus 0.3 / 3 on every class
+    targets = torch.nn.functional.one_hot(ids, 3).float() * 0.7 + 0.1
+    by_hand = -(targets * logits.log_softmax(-1)).sum(-1).mean()
+    assert torch.allclose(smoothed, by_hand) and not torch.allclose(smoothed, plain)
+    weights = torch.tensor([1.0, 1.0, 3.0])
+    weighted = training_loss(model, {"labels": ids}, weights, 0.0)  # type: ignore[arg-type]
+    assert torch.allclose(weighted, torch.nn.functional.cross_entropy(logits, ids, weight=weights))
+    soft = training_loss(model, {"labels": targets}, None, 0.0)  # type: ignore[arg-type]
+    assert torch.allclose(soft, by_hand)
+
+
 # --- checkpoint resolution -------------------------------------------------------------------------
 
 

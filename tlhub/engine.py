@@ -236,6 +236,23 @@ def _watch(state: TrainState, score: float, train: TrainSection, metric: str) ->
         )
 
 
+def training_loss(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], weights: torch.Tensor | None, label_smoothing: float
+) -> torch.Tensor:
+    """The loss one training batch contributes: the model's own for class ids, else cross-entropy with the class
+    weights and label smoothing; soft-target cross-entropy for class probabilities (mixup, cutmix)."""
+    labels = batch["labels"]
+    if labels.is_floating_point():
+        outputs = model(**{k: v for k, v in batch.items() if k != "labels"})
+    else:
+        outputs = model(**batch)
+        if weights is None and not label_smoothing:
+            return outputs.loss  # type: ignore[no-any-return]
+    return torch.nn.functional.cross_entropy(
+        outputs.logits.float(), labels, weight=weights, label_smoothing=label_smoothing
+    )
+
+
 def class_weights(labels: list[int], num_classes: int, weighting: str) -> torch.Tensor | None:
     """Loss weights per class ('balanced': n / (classes * count), scikit-learn's definition), or ``None``."""
     if weighting == "none":
@@ -437,16 +454,6 @@ def fit(
     if weights is not None:
         weights = weights.to(accelerator.device)
 
-    def training_loss(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        labels = batch["labels"]
-        if labels.is_floating_point():  # class probabilities (mixup, cutmix): soft-target cross-entropy
-            outputs = model(**{k: v for k, v in batch.items() if k != "labels"})
-        else:
-            outputs = model(**batch)
-            if weights is None:
-                return outputs.loss  # type: ignore[no-any-return]
-        return torch.nn.functional.cross_entropy(outputs.logits.float(), labels, weight=weights)
-
     # Loaded once: each load reads and imports the metric modules.
     metric = load_metrics(evaluation.metrics, experiment_id=f"tlhub-{accelerator.process_index}")
     best_dir = store.best
@@ -461,40 +468,40 @@ def fit(
         batches = train_loader
         if state.batches_in_epoch:
             batches = accelerator.skip_first_batches(train_loader, state.batches_in_epoch)
-        progress = tqdm(
+        sums = _LossSums(state, accelerator.device)
+        started, examples = time.perf_counter(), 0
+        # closed on the way out too: an interrupted run's last line is its message, not a bar drawn at exit
+        with tqdm(
             batches,
             desc=f"epoch {epoch + 1}/{train.epochs}",
             initial=state.batches_in_epoch,
             total=len(train_loader),
             disable=not accelerator.is_local_main_process,
             mininterval=1.0,
-        )
-        sums = _LossSums(state, accelerator.device)
-        started, examples = time.perf_counter(), 0
-        for batch in progress:
-            examples += len(batch["labels"])
-            with accelerator.accumulate(model):
-                loss = training_loss(batch)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and train.max_grad_norm is not None:
-                    accelerator.clip_grad_norm_(model.parameters(), train.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            state.batches_in_epoch += 1
-            sums.add(loss)
-            state.loss_batches += 1
-            state.log_batches += 1
-            if accelerator.sync_gradients:
-                state.step += 1
-                if state.step % train.logging_steps == 0:
-                    done = epoch + state.batches_in_epoch / len(train_loader)
-                    _record_log(accelerator, sums.read(state), done, scheduler.get_last_lr()[0])
-                    sums.log.zero_()
-                    progress.set_postfix(loss=f"{state.loss_sum / state.loss_batches:.4f}", refresh=False)
-                if train.checkpoint_steps and state.step % train.checkpoint_steps == 0:
-                    _save_checkpoint(accelerator, sums.read(state), store)
-        progress.close()
+        ) as progress:
+            for batch in progress:
+                examples += len(batch["labels"])
+                with accelerator.accumulate(model):
+                    loss = training_loss(model, batch, weights, train.label_smoothing)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and train.max_grad_norm is not None:
+                        accelerator.clip_grad_norm_(model.parameters(), train.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad()
+                state.batches_in_epoch += 1
+                sums.add(loss)
+                state.loss_batches += 1
+                state.log_batches += 1
+                if accelerator.sync_gradients:
+                    state.step += 1
+                    if state.step % train.logging_steps == 0:
+                        done = epoch + state.batches_in_epoch / len(train_loader)
+                        _record_log(accelerator, sums.read(state), done, scheduler.get_last_lr()[0])
+                        sums.log.zero_()
+                        progress.set_postfix(loss=f"{state.loss_sum / state.loss_batches:.4f}", refresh=False)
+                    if train.checkpoint_steps and state.step % train.checkpoint_steps == 0:
+                        _save_checkpoint(accelerator, sums.read(state), store)
         sums.read(state)  # waits for the device: the epoch's training time is complete
         seconds = time.perf_counter() - started
 

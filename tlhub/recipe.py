@@ -325,6 +325,13 @@ class TrainSection(_Section):
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of optimizer steps spent warming up.")
     gradient_accumulation_steps: int = Field(1, gt=0, le=4096, description="Batches summed per optimizer step.")
     max_grad_norm: float | None = Field(1.0, gt=0, le=1e6, description="Gradient clipping norm; null disables it.")
+    label_smoothing: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Training loss against targets that give this share of probability to all classes evenly "
+        "(torch cross_entropy's label_smoothing); validation and test losses are plain. 0: off.",
+    )
     mixed_precision: Literal["no", "fp16", "bf16"] = Field(
         "bf16",
         description="Autocast dtype; bf16 also speeds up recent CPUs (AMX); fp16 needs a GPU.",
