@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,6 +88,12 @@ def test_run_writes_a_model_folder_metrics_recipe_and_card(runs: dict[str, Any])
         "the plugin image (tlhub 0.1.0)",
     ):
         assert fact in card, fact
+    # how long it took and where: minutes, training's share of them, processes, device and threads
+    assert re.search(
+        r"- wall time: \d+\.\d min \(\d+\.\d min of it in training steps\) on 1 process\(es\) "
+        r"on cpu, \d+ CPU thread\(s\) each",
+        card,
+    ), card
     assert tlhub.load_recipe(out / "recipe.yaml") == recipe
     versions = json.loads((out / "run.json").read_text())["versions"]
     assert versions["plugin"] == "image (tlhub 0.1.0)" and versions["transformers"].startswith("5.")

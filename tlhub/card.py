@@ -67,6 +67,8 @@ class CardFacts:
     stopped_early: str | None = None  # why training ended before its last epoch (train.early_stopping)
     versions: dict[str, str | None] = field(default_factory=dict)  # python, the libraries, the plugin's dist
     plugin_options: dict[str, Any] = field(default_factory=dict)  # model.options the recipe set (not defaults)
+    wall_seconds: float | None = None  # the command's, start to card (a resumed run: since it was resumed)
+    hardware: str = ""  # e.g. "1 process on cuda:0 (NVIDIA H200), 2 CPU threads"
 
 
 def _loading_opt_ins(recipe: Recipe) -> list[str]:
@@ -99,6 +101,18 @@ def _schedule(recipe: Recipe) -> str:
         f"{t.epochs} epoch(s) of batch {t.batch_size}{accumulation}, AdamW at learning rate "
         f"{recipe.tuning.learning_rate(t.learning_rate):g} (weight decay {t.weight_decay:g}), {t.scheduler} schedule "
         f"with {t.warmup_ratio:.0%} warm-up, {t.mixed_precision} mixed precision, seed {t.seed}{layers}"
+        + (f"; label smoothing {t.label_smoothing:g}" if t.label_smoothing else "")
+    )
+
+
+def _wall_time(facts: CardFacts) -> str:
+    trained = sum(h.get("train_seconds", 0.0) for h in facts.history)
+    if facts.wall_seconds is None:
+        return ""
+    resumed = " since the last --resume" if "--resume" in facts.command else ""
+    return (
+        f"\n- wall time: {facts.wall_seconds / 60:.1f} min{resumed} ({trained / 60:.1f} min of it in training "
+        f"steps) on {facts.hardware}"
     )
 
 
@@ -192,7 +206,7 @@ Adapted by preprocessing:
 Trainable parameters: {facts.trainable:,} of {facts.total:,} ({100 * facts.trainable / facts.total:.2f}%).
 
 ## Training
-- {_schedule(r)}
+- {_schedule(r)}{_wall_time(facts)}
 - plugin options the recipe set (`model.options`; augmentation under `augment` applies to training batches
   only): {f"`{json.dumps(facts.plugin_options)}`" if facts.plugin_options else "none (the plugin's defaults)"}
 

@@ -87,6 +87,16 @@ def _processes(plan: Plan, accelerator: Accelerator) -> dict[str, Any]:
     }
 
 
+def _hardware(accelerator: Accelerator) -> str:
+    """Where the run trained, in words: processes, device (its name for a GPU) and CPU threads."""
+    import torch
+
+    device = str(accelerator.device)
+    if accelerator.device.type == "cuda":
+        device += f" ({torch.cuda.get_device_name(accelerator.device)})"
+    return f"{accelerator.num_processes} process(es) on {device}, {torch.get_num_threads()} CPU thread(s) each"
+
+
 def _start_trackers(plan: Plan, accelerator: Accelerator, rundir: RunDir) -> None:
     """Start train.report_to's trackers (logs/ recorded in the run directory first) with the flat recipe.
 
@@ -421,6 +431,8 @@ def _train_and_save(
             stopped_early=state.stopped,
             versions=(rundir.read_record() or {}).get("versions", {}),
             plugin_options=plan.options.model_dump(mode="json", exclude_defaults=True) if plan.options else {},
+            wall_seconds=time.time() - started,
+            hardware=_hardware(accelerator),
         )
         _write_curves(rundir, state, r.eval.select_metric)
         _write_test_report(rundir, splits, test, test_predictions)
