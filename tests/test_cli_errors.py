@@ -169,8 +169,8 @@ def test_lora_targets_the_model_lacks(cli, recipe_file) -> None:
     path = recipe_file(tuning={"strategy": "lora", "lora": {"target_modules": ["query", "value"]}})
     assert_refused(
         cli("validate", path),
-        "tuning.lora.target_modules: 'query', 'value' not in the model",
-        "(candidate linear modules: fc1, fc2, k_proj, o_proj, q_proj, v_proj)",
+        "tuning.lora.target_modules: 'query', 'value' not in the model's adaptable layers",
+        "(candidates by layer type: Conv2d: projection; Linear: fc1, fc2, k_proj, o_proj, q_proj, v_proj)",
     )
 
 

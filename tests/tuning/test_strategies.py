@@ -62,6 +62,55 @@ def test_lora_targets_are_checked(model: ViTForImageClassification) -> None:
     image = modalities()["image"]
     options = STRATEGIES["lora"].Options(target_modules=["q_proj", "query"])
     assert check_strategy("lora", model, options, image) == [
-        "tuning.lora.target_modules: 'query' not in the model "
-        "(candidate linear modules: fc1, fc2, k_proj, o_proj, q_proj, v_proj)"
+        "tuning.lora.target_modules: 'query' not in the model's adaptable layers "
+        "(candidates by layer type: Conv2d: projection; Linear: fc1, fc2, k_proj, o_proj, q_proj, v_proj)"
     ]
+
+
+def tiny_resnet() -> torch.nn.Module:
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    torch.manual_seed(0)
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", num_labels=3)
+    return ResNetForImageClassification(config)
+
+
+def test_lora_adapts_convolutions_and_says_what_a_convolutional_model_offers() -> None:
+    image = modalities()["image"]  # its default targets are a ViT's: a ResNet has none of them
+    model = tiny_resnet()
+    (problem,) = check_strategy("lora", model, STRATEGIES["lora"].Options(), image)
+    assert problem == (
+        "tuning.lora.target_modules (unset, so the 'image' plugin's lora_targets ['q_proj', 'v_proj']): "
+        "'q_proj', 'v_proj' not in the model's adaptable layers (candidates by layer type: Conv2d: convolution)"
+    ), problem
+    peft_model = apply_strategy("lora", model, STRATEGIES["lora"].Options(r=2, target_modules=["convolution"]), image)
+    names = trainable(peft_model)
+    assert any("convolution.lora_A" in n for n in names) and any("convolution.lora_B" in n for n in names)
+    assert all("lora_" in n or ".classifier." in n for n in names), names
+    logits = peft_model(pixel_values=torch.randn(2, 3, 32, 32)).logits
+    assert logits.shape == (2, 3)
+
+
+def test_lora_adapts_embeddings_and_names_a_target_in_the_head() -> None:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    text = modalities()["text"]
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, num_labels=2
+    )
+    model = BertForSequenceClassification(config)
+    options = STRATEGIES["lora"].Options(r=2, target_modules=["word_embeddings", "query"])
+    peft_model = apply_strategy("lora", model, options, text)
+    names = trainable(peft_model)
+    assert any("word_embeddings.lora_embedding_A" in n for n in names), names
+    assert any("query.lora_A" in n for n in names)
+    (problem,) = check_strategy(
+        "lora",
+        BertForSequenceClassification(config),
+        options.model_copy(update={"target_modules": ["classifier"]}),
+        text,
+    )
+    head = "tuning.lora.target_modules: 'classifier' is in the new head (bert.pooler, classifier)"
+    assert problem.startswith(head), problem
+    assert "Embedding: position_embeddings, token_type_embeddings, word_embeddings" in problem

@@ -1,4 +1,8 @@
-"""``lora``: low-rank adapters (peft) on the attention projections; the new head trains in full."""
+"""``lora``: low-rank adapters (peft) on the plugin's target layers; the new head trains in full.
+
+Any layer type peft adapts can be a target: linear layers (``nn.Linear``, transformers' ``Conv1D``),
+convolutions (``nn.Conv1d``, ``nn.Conv2d``, ``nn.Conv3d``) and embeddings (``nn.Embedding``).
+"""
 
 from __future__ import annotations
 
@@ -38,33 +42,54 @@ class Options(StrategyOptions):
         return value
 
 
+def adaptable(module: nn.Module) -> str | None:
+    """The kind of layer peft's LoRA adapts, as it is named in messages, or ``None``."""
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+
+    kinds = (nn.Linear, Conv1D, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)
+    return type(module).__name__ if isinstance(module, kinds) else None
+
+
+def _short(name: str) -> str:
+    """How a target names a module: its last part, with its parent's for a numbered one (``classifier.1``)."""
+    parts = name.split(".")
+    return ".".join(parts[-2:]) if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
+
+
+def _matches(name: str, target: str) -> bool:
+    return name == target or name.endswith("." + target)  # peft's own rule for target_modules
+
+
 def check(model: nn.Module, options: Options, modality: Modality) -> list[str]:
     """Problems with the options for this model (a model on the meta device will do).
 
     Adapters go on the backbone only: the head trains in full, so a target found only in the head
     would adapt nothing.
     """
-    from torch import nn
-
     head = modality.head(model.config)
-    linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    backbone = {n.rsplit(".", 1)[-1] for n in linear if not is_under(n, head)}
-    in_head = {n.rsplit(".", 1)[-1] for n in linear if is_under(n, head)} - backbone
+    layers = {n: kind for n, m in model.named_modules() if (kind := adaptable(m))}
+    backbone = {n: kind for n, kind in layers.items() if not is_under(n, head)}
     targets = options.target_modules or list(modality.targets(model.config))
-    missing = [t for t in targets if t not in backbone]
+    missing = [t for t in targets if not any(_matches(n, t) for n in backbone)]
     if not missing:
         return []
-    where = [f"{t!r} is in the new head ({', '.join(head)}), which trains in full" for t in missing if t in in_head]
+    in_head = [t for t in missing if any(_matches(n, t) for n in layers)]
+    where = [f"{t!r} is in the new head ({', '.join(head)}), which trains in full" for t in in_head]
     absent = [repr(t) for t in missing if t not in in_head]
-    reasons = where + ([f"{', '.join(absent)} not in the model"] if absent else [])
-    return [
-        f"tuning.lora.target_modules: {'; '.join(reasons)} (candidate linear modules: {', '.join(sorted(backbone))})"
-    ]
+    reasons = where + ([f"{', '.join(absent)} not in the model's adaptable layers"] if absent else [])
+    by_kind: dict[str, set[str]] = {}
+    for name, kind in backbone.items():
+        by_kind.setdefault(kind, set()).add(_short(name))
+    candidates = "; ".join(f"{kind}: {', '.join(sorted(names))}" for kind, names in sorted(by_kind.items()))
+    key = "tuning.lora.target_modules"
+    if options.target_modules is None:
+        key += f" (unset, so the {modality.name!r} plugin's lora_targets {list(targets)})"
+    return [f"{key}: {'; '.join(reasons)} (candidates by layer type: {candidates or 'none'})"]
 
 
 def apply(model: nn.Module, options: Options, modality: Modality) -> nn.Module:
     from peft import LoraConfig, get_peft_model
-    from torch import nn
 
     if problems := check(model, options, modality):
         raise RecipeError(problems)
@@ -75,7 +100,7 @@ def apply(model: nn.Module, options: Options, modality: Modality) -> nn.Module:
         lora_dropout=options.dropout,
         target_modules=options.target_modules or list(modality.targets(model.config)),
         # The head's own layers (a pooling layer may have attention projections too) get no adapter.
-        exclude_modules=[n for n, m in model.named_modules() if isinstance(m, nn.Linear) and is_under(n, head)],
+        exclude_modules=[n for n, m in model.named_modules() if adaptable(m) and is_under(n, head)],
         # The new head is trained in full and saved with the adapter, so a reloaded adapter predicts
         # exactly what the trained model did.
         modules_to_save=head,
