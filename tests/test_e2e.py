@@ -77,6 +77,25 @@ def test_pretraining_recipe_reads_cifar10_parquet(cli, tmp_path: Path) -> None:
     assert json.loads((out / "config.json").read_text())["id2label"]["9"] == "truck"
 
 
+@needs_shared_data
+def test_second_pretraining_stage_continues_from_the_first(cli, tmp_path: Path) -> None:
+    out = tmp_path / "stage2"
+    result = cli(
+        "run",
+        "recipes/pretrain_vit_cifar10_stage2.yaml",
+        "data.train_samples_per_class=10",
+        "train.epochs=1",
+        f"output_dir={out}",
+    )
+    assert result.exit_code == 0, result.output[-3000:]
+    info = json.loads((out / "run.json").read_text())
+    assert info["data"]["sizes"] == {"train": 100, "validation": 2000, "test": 10000}  # stage 1's held-out photos
+    card = (out / "README.md").read_text()
+    assert "checkpoint: `recipes/checkpoints/vit-cifar10-stage1`, loaded from a local folder" in card
+    assert "supervised pretraining by tlhub on 'parquet'" in card
+    assert "label smoothing 0.1" in card
+
+
 # --- text: the real all-MiniLM-L6-v2 on the real SMS Spam Collection -----------------------------
 
 needs_minilm = pytest.mark.skipif(
@@ -155,6 +174,26 @@ def test_spoken_digits_recipe_on_real_recordings(cli, tmp_path: Path) -> None:
     recording = REPO.parent / "shared" / "data" / "fsdd" / "recordings" / "7_jackson_0.wav"
     (best, *_) = pipeline("audio-classification", model=str(out))(str(recording))
     assert best["label"] in {str(d) for d in range(10)}
+
+
+@needs_shared_data
+@needs_pretrained_wav2vec2
+def test_real_speech_pretraining_recipe_holds_out_whole_speakers(cli, tmp_path: Path) -> None:
+    out = tmp_path / "speech20"
+    result = cli(
+        "run",
+        "recipes/pretrain_wav2vec2_speech20.yaml",
+        "data.train_samples_per_class=3",
+        "train.epochs=1",
+        f"output_dir={out}",
+    )
+    assert result.exit_code == 0, result.output[-3000:]
+    info = json.loads((out / "run.json").read_text())
+    # 30 speakers x 4 takes x 20 words train (10% of them validate), the other 4 speakers test
+    assert info["data"]["sizes"] == {"train": 60, "validation": 240, "test": 320}
+    assert info["data"]["labels"][:3] == ["shu4zi4", "yu3yin1", "yu3yan2"]
+    card = (out / "README.md").read_text()
+    assert "speed_factors" in card and "noise_snr_db" in card  # its augmentation is on record
 
 
 @pytest.mark.skipif(__import__("shutil").which("espeak-ng") is None, reason="espeak-ng is missing")
