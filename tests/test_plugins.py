@@ -8,13 +8,14 @@ import re
 import types
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import tlhub
 from tests.conftest import REPO
 from tlhub import hookspecs, plugins
-from tlhub.errors import PluginError
+from tlhub.errors import InputTypeError, PluginError
 
 
 @pytest.fixture
@@ -122,6 +123,72 @@ def test_unknown_plugin_lists_the_known_ones() -> None:
         plugins.resolve_modality("video")
 
 
+class TimeSeriesPlugin:
+    """A third party's input type, registered through the hook tlhub's own built-ins use."""
+
+    @tlhub.hookimpl
+    def register_input_types(self, register: Any) -> None:
+        register(
+            tlhub.InputType(
+                name="timeseries",
+                description="readings over time",
+                features=("List(Value(float32))",),
+                main_inputs=("past_values",),
+            )
+        )
+
+
+def test_a_plugin_registers_an_input_type_and_the_check_speaks_of_it() -> None:
+    import datasets
+
+    from tlhub.modality import check_input_types, config_input_type, feature_input_type
+
+    plugin = TimeSeriesPlugin()
+    plugins.pm.register(plugin, name="timeseries-test")
+    try:
+        found = plugins.registry()
+    finally:
+        plugins.pm.unregister(plugin)
+    series = found.input_types["timeseries"]
+    assert series.plugin == "timeseries-test"
+    readings = datasets.List(datasets.Value("float32"))
+    assert feature_input_type(readings, found.input_types) == "timeseries"
+    assert feature_input_type(datasets.Sequence(datasets.Value("float32")), found.input_types) == "timeseries"
+    assert feature_input_type(datasets.List(datasets.Value("int64")), found.input_types) is None
+    assert feature_input_type(datasets.Value("string"), found.input_types) == "text"
+    from transformers import PatchTSTConfig, ViTConfig
+
+    assert config_input_type(PatchTSTConfig(), found.input_types) == "timeseries"
+    image = found.modalities["image"]
+    with pytest.raises(InputTypeError) as refused:
+        check_input_types(image, "ckpt", ViTConfig(), "x", readings, found.modalities, found.input_types)
+    assert str(refused.value) == (
+        "checkpoint ckpt (model_type 'vit') was pretrained on images, but data column 'x' holds timeseries: a "
+        "model only transfers to the input type it was pretrained on; no installed plugin handles timeseries."
+    )
+    with pytest.raises(
+        InputTypeError,
+        match=r"holds List\(Value\('int64'\)\), which is no registered input type "
+        r"\(.*timeseries \(List\(Value\(float32\)\)\)\); plugin 'image' needs a column of images",
+    ):
+        check_input_types(
+            image, "ckpt", ViTConfig(), "x", datasets.List(datasets.Value("int64")), found.modalities, found.input_types
+        )
+    assert "timeseries" not in plugins.registry().input_types  # gone with its plugin
+
+
+def test_an_input_type_is_checked_when_registered() -> None:
+    from tlhub.input_types import problems
+
+    assert problems(tlhub.InputType(name="my type", description="", features=())) == [
+        "input type 'my type': the name must be a word such as 'tabular'",
+        "input type 'my type' names no datasets feature types",
+    ]
+    assert problems(tlhub.InputType(name="tab", description="", features=("List(",))) == [
+        "input type 'tab': features ['List('] are not written like 'Image' or 'Value(string)'"
+    ]
+
+
 def test_load_plugins_env_var_limits_what_loads(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -131,7 +198,7 @@ def test_load_plugins_env_var_limits_what_loads(tmp_path: Path) -> None:
     )
     env = {"TLHUB_LOAD_PLUGINS": "", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert out.stdout.strip() == "['tlhub']"  # no entry point: tlhub's own built-in input types only
 
 
 def test_every_hook_is_documented_with_its_signature() -> None:
@@ -192,7 +259,10 @@ def test_broken_plugin_packages_are_listed_with_their_errors_and_others_still_ru
     rows = {row["name"]: row for row in json.loads(listed.stdout)}
     assert rows["raises"]["error"] == "register_modalities raised RuntimeError: no GPU driver"
     assert rows["raises"]["distribution"] == "tlhub-fake-raises"
-    assert "input type 'table' (known: image, audio, text)" in rows["odd_type"]["error"]
+    assert (
+        "input type 'table' (registered: audio, image, text; a plugin adds one with register_input_types)"
+        in (rows["odd_type"]["error"])
+    )
     assert rows["copycat"]["error"] == "register_modalities: modality 'image' is also registered by plugin 'image'"
     assert rows["text"]["error"] is None and rows["audio"]["error"] is None
 

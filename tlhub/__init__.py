@@ -25,6 +25,7 @@ from tlhub.errors import (
 )
 from tlhub.hookspecs import hookimpl
 from tlhub.inference import Prediction, TrainedModel, load
+from tlhub.input_types import InputType
 from tlhub.modality import Modality
 from tlhub.plan import Plan, make_plan
 from tlhub.recipe import Recipe, load_recipe
@@ -37,6 +38,7 @@ __all__ = [
     "CheckpointError",
     "CompareResult",
     "DataError",
+    "InputType",
     "InputTypeError",
     "LocalCopy",
     "Modality",

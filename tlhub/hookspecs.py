@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tlhub.checkpoint import LocalCopy
+    from tlhub.input_types import InputType
     from tlhub.modality import Modality
     from tlhub.sources import Source
 
@@ -23,6 +24,22 @@ hookimpl = pluggy.HookimplMarker("tlhub")
 
 
 # --- Registration: called once, when plugins load -------------------------------------------------
+
+
+@hookspec
+def register_input_types(register: Callable[[InputType], None]) -> None:  # type: ignore[empty-body]
+    """Register kinds of input (``tabular``, ``timeseries``...) that modalities can name as their input type.
+
+    When: once, before modalities are registered (a modality's ``input_type`` must be registered).
+    tlhub registers ``image``, ``audio`` and ``text`` through this same hook (``tlhub/input_types.py``).
+
+    Arguments: ``register``, a callback taking one :class:`tlhub.InputType`: its name, a one-line
+    description, the ``datasets`` feature types of a column of that kind (as text: ``"Image"``,
+    ``"Value(string)"``, ``"List(Value(float32))"``) and the ``main_input_name`` of the transformers models
+    that read it. The input-type check and its messages then work for it unchanged.
+
+    Returns: nothing; every plugin's implementation is called.
+    """
 
 
 @hookspec

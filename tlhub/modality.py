@@ -24,16 +24,8 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from transformers import PretrainedConfig
 
-INPUT_TYPES = ("image", "audio", "text")
-# The plural used in sentences: "pretrained on images".
-_PLURAL = {"image": "images", "audio": "audio", "text": "text"}
-# transformers names the first argument of every model's forward after what it reads.
-_MAIN_INPUT_TO_TYPE = {
-    "pixel_values": "image",
-    "input_values": "audio",
-    "input_features": "audio",
-    "input_ids": "text",
-}
+    from tlhub.input_types import InputType
+
 # The functions a Modality holds, and the keyword arguments tlhub passes to each (a function names
 # the subset it needs). Calls only ever gain arguments.
 CALLS: dict[str, tuple[str, ...]] = {
@@ -83,7 +75,8 @@ class Modality:
 
     Attributes:
         name: what a recipe writes as ``model.plugin`` (``image``).
-        input_type: one of ``image``, ``audio``, ``text``.
+        input_type: a registered input type (:class:`tlhub.InputType`): ``image``, ``audio`` and ``text`` are
+            built in; a plugin may register more.
         model_types: ``config.model_type`` values this modality can build (``vit``, ``deit``).
         auto_model: the transformers auto class with a classification head, or its name in
             ``transformers`` (``"AutoModelForImageClassification"``: the plugin then imports nothing heavy).
@@ -232,14 +225,15 @@ class Modality:
         return accepts(self.make_encoder, "training")
 
 
-def registration_problems(modality: object) -> list[str]:
+def registration_problems(modality: object, input_types: dict[str, InputType]) -> list[str]:
     """Why a registered object is not a usable :class:`Modality` (empty when it is)."""
     if not isinstance(modality, Modality):
         return [f"registered {modality!r}; expected a tlhub.Modality"]
     problems = []
-    if modality.input_type not in INPUT_TYPES:
+    if modality.input_type not in input_types:
         problems.append(
-            f"modality '{modality.name}' has input type '{modality.input_type}' (known: {', '.join(INPUT_TYPES)})"
+            f"modality '{modality.name}' has input type '{modality.input_type}' (registered: "
+            f"{', '.join(sorted(input_types)) or 'none'}; a plugin adds one with register_input_types)"
         )
     for name in CALLS:
         function = getattr(modality, name)
@@ -250,24 +244,17 @@ def registration_problems(modality: object) -> list[str]:
     return problems
 
 
-def feature_input_type(feature: object) -> str | None:
-    """The input type a ``datasets`` feature holds, or ``None`` when it is none of the known ones."""
-    import datasets
-
-    if isinstance(feature, datasets.Image):
-        return "image"
-    if isinstance(feature, datasets.Audio):
-        return "audio"
-    if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
-        return "text"
-    return None
+def feature_input_type(feature: object, input_types: dict[str, InputType]) -> str | None:
+    """The input type whose ``datasets`` feature types include ``feature``, or ``None``."""
+    return next((t.name for t in input_types.values() if t.accepts(feature)), None)
 
 
-def config_input_type(config: PretrainedConfig) -> str | None:
+def config_input_type(config: PretrainedConfig, input_types: dict[str, InputType]) -> str | None:
     """The input type a checkpoint was built for, read from its config alone (no weights load).
 
     transformers names the first argument of a model's ``forward`` after its input (``main_input_name``):
-    ``pixel_values`` for vision, ``input_values`` for audio, ``input_ids`` for text.
+    ``pixel_values`` for vision, ``input_values`` for audio, ``input_ids`` for text; each input type
+    names its own.
     """
     from transformers import AutoModel
 
@@ -275,7 +262,8 @@ def config_input_type(config: PretrainedConfig) -> str | None:
         model_class = AutoModel._model_mapping[type(config)]
     except KeyError:
         return None
-    return _MAIN_INPUT_TO_TYPE.get(getattr(model_class, "main_input_name", ""))
+    main_input = getattr(model_class, "main_input_name", "")
+    return next((t.name for t in input_types.values() if main_input in t.main_inputs), None)
 
 
 def check_input_types(
@@ -285,39 +273,44 @@ def check_input_types(
     column: str,
     feature: object,
     modalities: dict[str, Modality],
+    input_types: dict[str, InputType],
 ) -> None:
     """Refuse a run whose plugin, checkpoint and data column disagree on the input type.
 
     Raises ``InputTypeError`` with one sentence naming the disagreement and what would fit.
     """
-    data_type = feature_input_type(feature)
-    ckpt_type = config_input_type(config)
+    data_type = feature_input_type(feature, input_types)
+    ckpt_type = config_input_type(config, input_types)
+
+    def words(input_type: str) -> str:
+        return input_types[input_type].words
 
     def fitting(input_type: str) -> str:
         names = [m.name for m in modalities.values() if m.input_type == input_type]
         families = sorted({t for m in modalities.values() if m.input_type == input_type for t in m.model_types})
         if not names:
-            return f"no installed plugin handles {_PLURAL[input_type]}"
+            return f"no installed plugin handles {words(input_type)}"
         return f"use plugin {', '.join(names)} with a checkpoint of type {', '.join(families)}"
 
     if ckpt_type is not None and data_type is not None and ckpt_type != data_type:
         raise InputTypeError(
             f"checkpoint {checkpoint} (model_type '{config.model_type}') was pretrained on "
-            f"{_PLURAL[ckpt_type]}, but data column '{column}' holds {_PLURAL[data_type]}: a model only "
+            f"{words(ckpt_type)}, but data column '{column}' holds {words(data_type)}: a model only "
             f"transfers to the input type it was pretrained on; {fitting(data_type)}."
         )
     if data_type is None:
+        known = ", ".join(f"{t.name} ({' or '.join(t.features)})" for t in input_types.values())
         raise InputTypeError(
-            f"data column '{column}' holds {feature!r}, which is not image, audio or text data; "
-            f"plugin '{modality.name}' needs a column of {_PLURAL[modality.input_type]}."
+            f"data column '{column}' holds {feature!r}, which is no registered input type ({known}); "
+            f"plugin '{modality.name}' needs a column of {words(modality.input_type)}."
         )
     if data_type != modality.input_type:
         raise InputTypeError(
-            f"model.plugin '{modality.name}' reads {_PLURAL[modality.input_type]}, but data column "
-            f"'{column}' holds {_PLURAL[data_type]}; {fitting(data_type)}."
+            f"model.plugin '{modality.name}' reads {words(modality.input_type)}, but data column "
+            f"'{column}' holds {words(data_type)}; {fitting(data_type)}."
         )
     if config.model_type not in modality.model_types:
-        kind = f"pretrained on {_PLURAL[ckpt_type]}" if ckpt_type else "of an unknown input type"
+        kind = f"pretrained on {words(ckpt_type)}" if ckpt_type else "of an unknown input type"
         raise InputTypeError(
             f"checkpoint {checkpoint} has model_type '{config.model_type}' ({kind}), which plugin "
             f"'{modality.name}' does not build (it builds: {', '.join(modality.model_types)})."

@@ -217,7 +217,13 @@ def make_plan(recipe: Recipe | str | Path, overrides: dict[str, Any] | list[str]
     features = peek_features(recipe.data, registry.sources)
     for column in columns:
         check_input_types(
-            modality, recipe.model.checkpoint or "model.config", config, column, features[column], registry.modalities
+            modality,
+            recipe.model.checkpoint or "model.config",
+            config,
+            column,
+            features[column],
+            registry.modalities,
+            registry.input_types,
         )
     processor = _processor(modality, checkpoint, config, options, recipe.model.trust_remote_code)
     if modality.check_plan is not None:

@@ -21,15 +21,19 @@ from typing import Any
 
 import pluggy
 
-from tlhub import hookspecs
+from tlhub import hookspecs, input_types
 from tlhub.errors import PluginError
+from tlhub.input_types import InputType
 from tlhub.modality import Modality, registration_problems
 from tlhub.sources import Source
 
 ENTRY_POINT_GROUP = "tlhub"
+# tlhub's own hook implementations (the built-in input types), registered like a plugin under this name.
+CORE = "tlhub"
 
 pm = pluggy.PluginManager("tlhub")
 pm.add_hookspecs(hookspecs)
+pm.register(input_types, name=CORE)
 
 _loaded = False
 # entry-point name -> "ExceptionType: message" for plugins that failed to import.
@@ -76,6 +80,7 @@ def _describe(exc: BaseException) -> str:
 class Registry:
     """What every loaded plugin registered, and what went wrong, by plugin."""
 
+    input_types: dict[str, InputType] = field(default_factory=dict)
     modalities: dict[str, Modality] = field(default_factory=dict)
     sources: dict[str, Source] = field(default_factory=dict)
     errors: dict[str, list[str]] = field(default_factory=dict)  # plugin name -> problems
@@ -97,8 +102,11 @@ def _each_plugin(hook_name: str) -> list[tuple[str, pluggy.HookCaller]]:
     return callers
 
 
+_LABELS = {InputType: "input type", Modality: "modality", Source: "data source"}
+
+
 def _collect(registry: Registry, hook_name: str, kind: type[Any], into: dict[str, Any]) -> None:
-    label: str = "modality" if kind is Modality else "data source"
+    label = _LABELS[kind]
     for plugin, caller in _each_plugin(hook_name):
         items: list[Any] = []
         try:
@@ -107,7 +115,12 @@ def _collect(registry: Registry, hook_name: str, kind: type[Any], into: dict[str
             registry.fail(plugin, f"{hook_name} raised {_describe(exc)}")
             continue
         for item in items:
-            problems = registration_problems(item) if kind is Modality else _source_problems(item)
+            if kind is Modality:
+                problems = registration_problems(item, registry.input_types)
+            elif kind is InputType:
+                problems = input_types.problems(item)
+            else:
+                problems = _source_problems(item)
             if problems:
                 for problem in problems:
                     registry.fail(plugin, f"{hook_name}: {problem}")
@@ -135,6 +148,7 @@ def registry() -> Registry:
     """Call every plugin's ``register_*`` hooks; what each registered, and each plugin's problems."""
     load_plugins()
     found = Registry(errors={name: [error] for name, error in failed_plugins.items()})
+    _collect(found, "register_input_types", InputType, found.input_types)  # first: modalities name them
     _collect(found, "register_modalities", Modality, found.modalities)
     _collect(found, "register_sources", Source, found.sources)
     return found
@@ -189,6 +203,7 @@ class PluginInfo:
     modalities: list[str]
     sources: list[str]
     error: str | None = None
+    input_types: list[str] = field(default_factory=list)
     # What each registered name is: "image input, builds vit: ViT image classifiers (...)"
     described: dict[str, str] = field(default_factory=dict)
 
@@ -196,7 +211,13 @@ class PluginInfo:
 def plugin_infos() -> list[PluginInfo]:
     """What loaded, from which distribution, with which hooks; and what failed, with why."""
     found = registry()
+    from importlib.metadata import PackageNotFoundError, distribution
+
     dists = {ep.name: ep.dist for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    try:
+        dists.setdefault(CORE, distribution("tlhub"))
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        pass
     names = {name for name, _ in pm.list_name_plugin()} | set(found.errors)
     infos = []
     for name in sorted(names):
@@ -212,7 +233,13 @@ def plugin_infos() -> list[PluginInfo]:
                 modalities=sorted(m.name for m in found.modalities.values() if m.plugin == name),
                 sources=sorted(s.name for s in found.sources.values() if s.plugin == name),
                 error="; ".join(errors) if errors else None,
+                input_types=sorted(t.name for t in found.input_types.values() if t.plugin == name),
                 described={
+                    **{
+                        t.name: f"{t.description} (datasets features: {', '.join(t.features)})"
+                        for t in found.input_types.values()
+                        if t.plugin == name
+                    },
                     **{
                         m.name: f"{m.input_type} input, builds {', '.join(m.model_types)}"
                         + (f": {m.description}" if m.description else "")
