@@ -177,6 +177,59 @@ def test_a_plugin_registers_an_input_type_and_the_check_speaks_of_it() -> None:
     assert "timeseries" not in plugins.registry().input_types  # gone with its plugin
 
 
+BALANCED_ACCURACY = """
+import datasets
+import evaluate
+from sklearn.metrics import balanced_accuracy_score
+
+
+class BalancedAccuracy(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description="mean recall over classes", citation="", inputs_description="class ids",
+            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
+        )
+
+    def _compute(self, predictions, references, label_names=None):
+        return {"balanced_accuracy": float(balanced_accuracy_score(references, predictions))}
+"""
+
+
+def test_a_plugin_registers_a_metric_that_recipes_name_and_runs_compute(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from tlhub.metrics import load_metrics
+    from tlhub.recipe import EvalSection
+
+    module = tmp_path / "balanced_accuracy.py"
+    module.write_text(BALANCED_ACCURACY)
+
+    class MetricPlugin:
+        @tlhub.hookimpl
+        def register_metrics(self, register: Any) -> None:
+            register(tlhub.Metric(name="balanced_accuracy", module=str(module), description="mean recall"))
+
+    plugin = MetricPlugin()
+    plugins.pm.register(plugin, name="metric-test")
+    try:
+        assert plugins.metrics()["balanced_accuracy"].plugin == "metric-test"
+        assert plugins.metrics()["accuracy"].plugin == "tlhub"  # the built-ins come through the same hook
+        section = EvalSection(metrics=["accuracy", "balanced_accuracy"], select_metric="balanced_accuracy")
+        combined = load_metrics(section.metrics)
+        scores = combined.compute(predictions=[0, 0, 0, 1], references=[0, 0, 1, 1], label_names=["a", "b"])
+        assert scores == {"accuracy": 0.75, "balanced_accuracy": 0.75}
+        with pytest.raises(
+            ValidationError,
+            match=r"'balanced' is not a known metric \(known: accuracy, "
+            r"balanced_accuracy, f1, f1_per_class\); did you mean 'balanced_accuracy'\?",
+        ):
+            EvalSection(metrics=["balanced"])
+    finally:
+        plugins.pm.unregister(plugin)
+    with pytest.raises(ValidationError, match="'balanced_accuracy' is not a known metric"):
+        EvalSection(metrics=["balanced_accuracy"])
+
+
 def test_an_input_type_is_checked_when_registered() -> None:
     from tlhub.input_types import problems
 

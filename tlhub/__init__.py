@@ -26,6 +26,7 @@ from tlhub.errors import (
 from tlhub.hookspecs import hookimpl
 from tlhub.inference import Prediction, TrainedModel, load
 from tlhub.input_types import InputType
+from tlhub.metrics import Metric
 from tlhub.modality import Modality
 from tlhub.plan import Plan, make_plan
 from tlhub.recipe import Recipe, load_recipe
@@ -41,6 +42,7 @@ __all__ = [
     "InputType",
     "InputTypeError",
     "LocalCopy",
+    "Metric",
     "Modality",
     "OutputDirError",
     "Plan",

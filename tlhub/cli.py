@@ -161,7 +161,13 @@ def plugins(as_json: bool) -> None:
             continue
         click.echo(f"{i.name} ({origin})")
         click.echo(f"  hooks: {', '.join(i.hooks)}")
-        for kind, names in (("input type", i.input_types), ("modality", i.modalities), ("source", i.sources)):
+        kinds = (
+            ("input type", i.input_types),
+            ("modality", i.modalities),
+            ("source", i.sources),
+            ("metric", i.metrics),
+        )
+        for kind, names in kinds:
             for name in names:
                 click.echo(f"  {kind} {name}: {i.described.get(name) or 'no description'}")
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from tlhub.checkpoint import LocalCopy
     from tlhub.input_types import InputType
+    from tlhub.metrics import Metric
     from tlhub.modality import Modality
     from tlhub.sources import Source
 
@@ -51,6 +52,21 @@ def register_modalities(register: Callable[[Modality], None]) -> None:  # type: 
 
     Arguments: ``register``, a callback taking one :class:`tlhub.Modality`. Call it once per modality.
     tlhub checks what is registered (unique name, known input type) and raises ``PluginError`` otherwise.
+
+    Returns: nothing; every plugin's implementation is called.
+    """
+
+
+@hookspec
+def register_metrics(register: Callable[[Metric], None]) -> None:  # type: ignore[empty-body]
+    """Register metrics that recipes can name in ``eval.metrics`` (and ``eval.select_metric``).
+
+    When: once, the first time a recipe is validated or plugins are listed.
+
+    Arguments: ``register``, a callback taking one :class:`tlhub.Metric`: its name, an ``evaluate`` metric
+    module (the path of a local module file, so that it loads offline) whose ``compute`` takes
+    ``predictions``, ``references`` and ``label_names``, and a one-line description. tlhub registers
+    ``accuracy``, ``f1`` and ``f1_per_class`` through this same hook (``tlhub/builtins.py``).
 
     Returns: nothing; every plugin's implementation is called.
     """

@@ -5,16 +5,13 @@ An :class:`InputType` names a kind of input (``image``, ``audio``, ``text``, or 
 ``main_input_name`` of the transformers models that read it. The input-type check
 (:func:`tlhub.modality.check_input_types`) compares the recipe's plugin, the checkpoint's config and the data
 column through these registrations alone. tlhub registers its three built-in types through the same hook a
-plugin package implements (``register_input_types``), in this module.
+plugin package implements (``register_input_types``), in ``tlhub/builtins.py``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-
-from tlhub.hookspecs import hookimpl
 
 
 @dataclass(frozen=True)
@@ -83,32 +80,3 @@ def problems(item: object) -> list[str]:
     if bad:
         found.append(f"input type '{item.name}': features {bad!r} are not written like 'Image' or 'Value(string)'")
     return found
-
-
-@hookimpl
-def register_input_types(register: Callable[[InputType], None]) -> None:
-    register(
-        InputType(
-            name="image",
-            description="pictures: a datasets Image column",
-            features=("Image",),
-            main_inputs=("pixel_values",),
-            plural="images",
-        )
-    )
-    register(
-        InputType(
-            name="audio",
-            description="sound: a datasets Audio column",
-            features=("Audio",),
-            main_inputs=("input_values", "input_features"),
-        )
-    )
-    register(
-        InputType(
-            name="text",
-            description="strings: a datasets Value('string') column",
-            features=("Value(string)", "Value(large_string)"),
-            main_inputs=("input_ids",),
-        )
-    )

@@ -21,19 +21,21 @@ from typing import Any
 
 import pluggy
 
-from tlhub import hookspecs, input_types
+from tlhub import builtins, hookspecs, input_types
+from tlhub import metrics as metric_modules
 from tlhub.errors import PluginError
 from tlhub.input_types import InputType
+from tlhub.metrics import Metric
 from tlhub.modality import Modality, registration_problems
 from tlhub.sources import Source
 
 ENTRY_POINT_GROUP = "tlhub"
-# tlhub's own hook implementations (the built-in input types), registered like a plugin under this name.
+# tlhub's own hook implementations (built-in input types and metrics), registered like a plugin under this name.
 CORE = "tlhub"
 
 pm = pluggy.PluginManager("tlhub")
 pm.add_hookspecs(hookspecs)
-pm.register(input_types, name=CORE)
+pm.register(builtins, name=CORE)
 
 _loaded = False
 # entry-point name -> "ExceptionType: message" for plugins that failed to import.
@@ -81,6 +83,7 @@ class Registry:
     """What every loaded plugin registered, and what went wrong, by plugin."""
 
     input_types: dict[str, InputType] = field(default_factory=dict)
+    metrics: dict[str, Metric] = field(default_factory=dict)
     modalities: dict[str, Modality] = field(default_factory=dict)
     sources: dict[str, Source] = field(default_factory=dict)
     errors: dict[str, list[str]] = field(default_factory=dict)  # plugin name -> problems
@@ -102,7 +105,7 @@ def _each_plugin(hook_name: str) -> list[tuple[str, pluggy.HookCaller]]:
     return callers
 
 
-_LABELS = {InputType: "input type", Modality: "modality", Source: "data source"}
+_LABELS = {InputType: "input type", Metric: "metric", Modality: "modality", Source: "data source"}
 
 
 def _collect(registry: Registry, hook_name: str, kind: type[Any], into: dict[str, Any]) -> None:
@@ -119,6 +122,8 @@ def _collect(registry: Registry, hook_name: str, kind: type[Any], into: dict[str
                 problems = registration_problems(item, registry.input_types)
             elif kind is InputType:
                 problems = input_types.problems(item)
+            elif kind is Metric:
+                problems = metric_modules.problems(item)
             else:
                 problems = _source_problems(item)
             if problems:
@@ -150,6 +155,7 @@ def registry() -> Registry:
     found = Registry(errors={name: [error] for name, error in failed_plugins.items()})
     _collect(found, "register_input_types", InputType, found.input_types)  # first: modalities name them
     _collect(found, "register_modalities", Modality, found.modalities)
+    _collect(found, "register_metrics", Metric, found.metrics)
     _collect(found, "register_sources", Source, found.sources)
     return found
 
@@ -157,6 +163,11 @@ def registry() -> Registry:
 def modalities() -> dict[str, Modality]:
     """Every usable registered modality by name."""
     return registry().modalities
+
+
+def metrics() -> dict[str, Metric]:
+    """Every usable registered metric by name."""
+    return registry().metrics
 
 
 def sources() -> dict[str, Source]:
@@ -204,6 +215,7 @@ class PluginInfo:
     sources: list[str]
     error: str | None = None
     input_types: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
     # What each registered name is: "image input, builds vit: ViT image classifiers (...)"
     described: dict[str, str] = field(default_factory=dict)
 
@@ -234,6 +246,7 @@ def plugin_infos() -> list[PluginInfo]:
                 sources=sorted(s.name for s in found.sources.values() if s.plugin == name),
                 error="; ".join(errors) if errors else None,
                 input_types=sorted(t.name for t in found.input_types.values() if t.plugin == name),
+                metrics=sorted(m.name for m in found.metrics.values() if m.plugin == name),
                 described={
                     **{
                         t.name: f"{t.description} (datasets features: {', '.join(t.features)})"
@@ -247,6 +260,7 @@ def plugin_infos() -> list[PluginInfo]:
                         if m.plugin == name
                     },
                     **{s.name: s.description for s in found.sources.values() if s.plugin == name},
+                    **{m.name: m.description for m in found.metrics.values() if m.plugin == name},
                 },
             )
         )

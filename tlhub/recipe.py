@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from tlhub.errors import RecipeError
-from tlhub.metrics import METRICS
+from tlhub.metrics import BUILTIN as BUILTIN_METRICS
 from tlhub.safe_yaml import parse_yaml_value, read_yaml_file
 from tlhub.tuning import STRATEGIES
 from tlhub.tuning import full as full_strategy
@@ -388,9 +388,10 @@ class TrainSection(_Section):
 
 
 class EvalSection(_Section):
-    metrics: list[Annotated[str, Field(json_schema_extra=_enum(METRICS))]] = Field(
+    metrics: list[Annotated[str, Field(json_schema_extra={"examples": sorted(BUILTIN_METRICS)})]] = Field(
         default_factory=lambda: ["accuracy"],
-        description="Metrics computed on every evaluated split (evaluate modules).",
+        description="Metrics computed on every evaluated split (evaluate modules): built in "
+        f"{', '.join(sorted(BUILTIN_METRICS))}; plugins add more (`tlhub plugins` lists them).",
     )
     select_split: Literal["validation", "none"] = Field(
         "validation",
@@ -400,7 +401,7 @@ class EvalSection(_Section):
     select_metric: str = Field(
         "accuracy",
         description="Metric (higher is better) that picks the best epoch on select_split.",
-        json_schema_extra=_enum(METRICS),
+        json_schema_extra={"examples": sorted(BUILTIN_METRICS)},
     )
 
     @field_validator("metrics")
@@ -408,9 +409,10 @@ class EvalSection(_Section):
     def _known_metrics(cls, values: list[str]) -> list[str]:
         if not values:
             raise PydanticCustomError("no_metrics", "name at least one metric (known: {known})", {"known": _metrics()})
+        known = _known_metrics()
         for v in values:
-            if v not in METRICS:
-                raise _unknown("metric", v, sorted(METRICS))
+            if v not in known:
+                raise _unknown("metric", v, sorted(known))
         return _no_duplicates(values, "metric")
 
     @model_validator(mode="after")
@@ -553,8 +555,15 @@ class Recipe(_Section):
         return self
 
 
+def _known_metrics() -> list[str]:
+    """The metrics plugins registered (tlhub's built-ins among them)."""
+    from tlhub.plugins import metrics
+
+    return sorted(metrics())
+
+
 def _metrics() -> str:
-    return ", ".join(sorted(METRICS))
+    return ", ".join(_known_metrics())
 
 
 def _describe_loc(loc: tuple[str | int, ...]) -> str:
