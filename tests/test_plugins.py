@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 import tlhub
 from tests.conftest import REPO
@@ -228,6 +230,74 @@ def test_a_plugin_registers_a_metric_that_recipes_name_and_runs_compute(tmp_path
         plugins.pm.unregister(plugin)
     with pytest.raises(ValidationError, match="'balanced_accuracy' is not a known metric"):
         EvalSection(metrics=["balanced_accuracy"])
+
+
+class BiasOptions(tlhub.StrategyOptions):
+    learning_rate: float | None = None
+    include_norms: bool = False
+
+
+def bitfit(model: Any, options: BiasOptions, modality: tlhub.Modality) -> Any:
+    """BitFit: the biases train (and the norms' weights if asked), besides the new head."""
+    head = modality.head(model.config)
+    for name, param in model.named_parameters():
+        in_head = any(name == h or name.startswith(h + ".") for h in head)
+        norm = options.include_norms and "layernorm" in name
+        param.requires_grad_(in_head or name.endswith(".bias") or norm)
+    return model
+
+
+class StrategyPlugin:
+    @tlhub.hookimpl
+    def register_strategies(self, register: Any) -> None:
+        register(tlhub.Strategy(name="bitfit", options=BiasOptions, apply=bitfit, description="biases and head"))
+
+
+def test_a_plugin_strategy_trains_what_it_says_with_options_from_the_recipe(tmp_path: Path, tiny_vit: Path) -> None:
+    from pydantic import ValidationError
+
+    from tests.conftest import digits_recipe
+    from tlhub.recipe import Recipe, format_errors
+    from tlhub.tuning import STRATEGIES
+
+    plugin = StrategyPlugin()
+    plugins.pm.register(plugin, name="strategy-test")
+    try:
+        assert set(STRATEGIES) < set(plugins.strategies()) and plugins.strategies()["head"].plugin == "tlhub"
+        recipe = Recipe.model_validate(
+            digits_recipe(
+                tiny_vit,
+                tmp_path / "out",
+                tuning={"strategy": "bitfit", "bitfit": {"include_norms": True, "learning_rate": 0.01}},
+            )
+        )
+        assert recipe.tuning.learning_rate(1e-3) == 0.01
+        result = tlhub.run(recipe)
+        before, after = (
+            load_file(str(tiny_vit / "model.safetensors")),
+            load_file(str(result.output_dir / "model.safetensors")),
+        )
+        backbone = [k for k in before if k in after and not k.startswith("classifier.")]  # the head is new
+        changed = {k for k in backbone if not torch.equal(before[k], after[k])}
+        assert changed and all(k.endswith(".bias") or "layernorm" in k for k in changed), changed
+        assert any("attention" in k for k in changed)  # the backbone's biases did train
+        with pytest.raises(ValidationError) as bad:
+            Recipe.model_validate(
+                digits_recipe(tiny_vit, tmp_path / "x", tuning={"strategy": "bitfit", "bitfit": {"include_norm": True}})
+            )
+        assert format_errors(bad.value, Recipe) == [
+            "tuning.bitfit.include_norm: unknown key (valid keys here: learning_rate, include_norms); did you mean "
+            "'include_norms'?"
+        ]
+        with pytest.raises(ValidationError) as bad:
+            Recipe.model_validate(digits_recipe(tiny_vit, tmp_path / "x", tuning={"strategy": "full", "bitfix": {}}))
+        assert format_errors(bad.value, Recipe) == [
+            "tuning.bitfix: not a strategy's options (strategies: bitfit, full, head, lora)"
+        ]
+    finally:
+        plugins.pm.unregister(plugin)
+    with pytest.raises(ValidationError, match="'bitfit' is not a known strategy"):
+        Recipe.model_validate(digits_recipe(tiny_vit, tmp_path / "x", tuning={"strategy": "bitfit"}))
 
 
 def test_an_input_type_is_checked_when_registered() -> None:

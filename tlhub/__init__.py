@@ -32,6 +32,7 @@ from tlhub.plan import Plan, make_plan
 from tlhub.recipe import Recipe, load_recipe
 from tlhub.runner import RunResult, plan_run, run
 from tlhub.sources import Source
+from tlhub.tuning import Strategy, StrategyOptions
 
 __version__ = "0.1.0"
 
@@ -52,6 +53,8 @@ __all__ = [
     "RecipeError",
     "RunResult",
     "Source",
+    "Strategy",
+    "StrategyOptions",
     "TlhubError",
     "TrainedModel",
     "__version__",

@@ -1,7 +1,8 @@
 """tlhub's own built-ins, registered through the same hooks a plugin package implements.
 
 The plugin manager registers this module under the name ``tlhub`` before any entry point: the input types
-``image``, ``audio`` and ``text``, and the metrics ``accuracy``, ``f1`` and ``f1_per_class``. A third party adds
+``image``, ``audio`` and ``text``, the metrics ``accuracy``, ``f1`` and ``f1_per_class``, and the tuning
+strategies ``head``, ``full`` and ``lora``. A third party adds
 its own beside them with the same hooks (``docs/plugins.md``).
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from tlhub.hookspecs import hookimpl
 from tlhub.input_types import InputType
 from tlhub.metrics import BUILTIN, Metric
+from tlhub.tuning import STRATEGIES, Strategy, full_schedule
 
 
 @hookimpl
@@ -52,3 +54,23 @@ def register_metrics(register: Callable[[Metric], None]) -> None:
     }
     for name, module in BUILTIN.items():
         register(Metric(name=name, module=str(module), description=descriptions[name]))
+
+
+@hookimpl
+def register_strategies(register: Callable[[Strategy], None]) -> None:
+    descriptions = {
+        "head": "only the new head trains: very small datasets",
+        "full": "every layer trains from the pretrained values (gradual unfreezing, layer-wise decay): more data",
+        "lora": "low-rank adapters (peft) on the plugin's target layers, the new head in full",
+    }
+    for name, module in STRATEGIES.items():
+        register(
+            Strategy(
+                name=name,
+                options=module.Options,
+                apply=module.apply,
+                check=module.check,
+                schedule=full_schedule if name == "full" else None,
+                description=descriptions[name],
+            )
+        )

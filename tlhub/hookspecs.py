@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from tlhub.metrics import Metric
     from tlhub.modality import Modality
     from tlhub.sources import Source
+    from tlhub.tuning import Strategy
 
 hookspec = pluggy.HookspecMarker("tlhub")
 hookimpl = pluggy.HookimplMarker("tlhub")
@@ -67,6 +68,21 @@ def register_metrics(register: Callable[[Metric], None]) -> None:  # type: ignor
     module (the path of a local module file, so that it loads offline) whose ``compute`` takes
     ``predictions``, ``references`` and ``label_names``, and a one-line description. tlhub registers
     ``accuracy``, ``f1`` and ``f1_per_class`` through this same hook (``tlhub/builtins.py``).
+
+    Returns: nothing; every plugin's implementation is called.
+    """
+
+
+@hookspec
+def register_strategies(register: Callable[[Strategy], None]) -> None:  # type: ignore[empty-body]
+    """Register tuning strategies that recipes can name in ``tuning.strategy``, with options under
+    ``tuning.<name>``.
+
+    When: once, the first time a recipe is validated or plugins are listed.
+
+    Arguments: ``register``, a callback taking one :class:`tlhub.Strategy`: its name, a pydantic model of its
+    options, ``apply(model, options, modality) -> model`` and optionally ``check`` and ``schedule``. tlhub
+    registers ``head``, ``full`` and ``lora`` through this same hook (``tlhub/builtins.py``).
 
     Returns: nothing; every plugin's implementation is called.
     """

@@ -28,6 +28,7 @@ from tlhub.input_types import InputType
 from tlhub.metrics import Metric
 from tlhub.modality import Modality, registration_problems
 from tlhub.sources import Source
+from tlhub.tuning import Strategy, strategy_problems
 
 ENTRY_POINT_GROUP = "tlhub"
 # tlhub's own hook implementations (built-in input types and metrics), registered like a plugin under this name.
@@ -84,6 +85,7 @@ class Registry:
 
     input_types: dict[str, InputType] = field(default_factory=dict)
     metrics: dict[str, Metric] = field(default_factory=dict)
+    strategies: dict[str, Strategy] = field(default_factory=dict)
     modalities: dict[str, Modality] = field(default_factory=dict)
     sources: dict[str, Source] = field(default_factory=dict)
     errors: dict[str, list[str]] = field(default_factory=dict)  # plugin name -> problems
@@ -105,7 +107,7 @@ def _each_plugin(hook_name: str) -> list[tuple[str, pluggy.HookCaller]]:
     return callers
 
 
-_LABELS = {InputType: "input type", Metric: "metric", Modality: "modality", Source: "data source"}
+_LABELS = {InputType: "input type", Metric: "metric", Modality: "modality", Source: "data source", Strategy: "strategy"}
 
 
 def _collect(registry: Registry, hook_name: str, kind: type[Any], into: dict[str, Any]) -> None:
@@ -124,6 +126,8 @@ def _collect(registry: Registry, hook_name: str, kind: type[Any], into: dict[str
                 problems = input_types.problems(item)
             elif kind is Metric:
                 problems = metric_modules.problems(item)
+            elif kind is Strategy:
+                problems = strategy_problems(item)
             else:
                 problems = _source_problems(item)
             if problems:
@@ -156,6 +160,7 @@ def registry() -> Registry:
     _collect(found, "register_input_types", InputType, found.input_types)  # first: modalities name them
     _collect(found, "register_modalities", Modality, found.modalities)
     _collect(found, "register_metrics", Metric, found.metrics)
+    _collect(found, "register_strategies", Strategy, found.strategies)
     _collect(found, "register_sources", Source, found.sources)
     return found
 
@@ -168,6 +173,11 @@ def modalities() -> dict[str, Modality]:
 def metrics() -> dict[str, Metric]:
     """Every usable registered metric by name."""
     return registry().metrics
+
+
+def strategies() -> dict[str, Strategy]:
+    """Every usable registered tuning strategy by name."""
+    return registry().strategies
 
 
 def sources() -> dict[str, Source]:
@@ -216,6 +226,7 @@ class PluginInfo:
     error: str | None = None
     input_types: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
+    strategies: list[str] = field(default_factory=list)
     # What each registered name is: "image input, builds vit: ViT image classifiers (...)"
     described: dict[str, str] = field(default_factory=dict)
 
@@ -247,6 +258,7 @@ def plugin_infos() -> list[PluginInfo]:
                 error="; ".join(errors) if errors else None,
                 input_types=sorted(t.name for t in found.input_types.values() if t.plugin == name),
                 metrics=sorted(m.name for m in found.metrics.values() if m.plugin == name),
+                strategies=sorted(t.name for t in found.strategies.values() if t.plugin == name),
                 described={
                     **{
                         t.name: f"{t.description} (datasets features: {', '.join(t.features)})"
@@ -261,6 +273,7 @@ def plugin_infos() -> list[PluginInfo]:
                     },
                     **{s.name: s.description for s in found.sources.values() if s.plugin == name},
                     **{m.name: m.description for m in found.metrics.values() if m.plugin == name},
+                    **{t.name: t.description for t in found.strategies.values() if t.plugin == name},
                 },
             )
         )

@@ -260,13 +260,16 @@ class DataSection(_Section):
 
 
 class TuningSection(_Section):
-    # `strategy` picks one of tlhub.tuning.STRATEGIES; each has its own block of options, so switching
-    # with `tuning.strategy=head` keeps the others' settings valid.
+    # `strategy` picks a registered strategy (tlhub's head, full, lora or a plugin's); each has its own block of
+    # options, so switching with `tuning.strategy=head` keeps the others' settings valid. The built-ins' blocks
+    # are typed here; a plugin strategy's block (`tuning.<its name>`) is validated by its own options model.
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
 
     strategy: str = Field(
         description="How to fine-tune: head (only the new head trains: tiny data), full (every layer trains "
-        "from the pretrained values: more data), lora (low-rank adapters plus the new head).",
-        json_schema_extra=_enum(STRATEGIES),
+        "from the pretrained values: more data), lora (low-rank adapters plus the new head), or a strategy a "
+        "plugin registers (`tlhub plugins` lists them; its options go under tuning.<its name>).",
+        json_schema_extra={"examples": sorted(STRATEGIES)},
     )
     full: full_strategy.Options = Field(
         default_factory=full_strategy.Options,
@@ -284,18 +287,52 @@ class TuningSection(_Section):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, value: str) -> str:
-        if value not in STRATEGIES:
-            raise _unknown("strategy", value, sorted(STRATEGIES))
+        known = _registered_strategies()
+        if value not in known:
+            raise _unknown("strategy", value, sorted(known))
         return value
 
+    @model_validator(mode="after")
+    def _plugin_blocks(self) -> TuningSection:
+        """Each further block names a plugin's strategy and holds options its model accepts."""
+        from pydantic import ValidationError
+
+        known = _registered_strategies()
+        for name, block in (self.model_extra or {}).items():
+            strategy = known.get(name)
+            if strategy is None:
+                raise PydanticCustomError(
+                    "unknown_block",
+                    "tuning.{name}: not a strategy's options (strategies: {known})",
+                    {"name": name, "known": ", ".join(sorted(known))},
+                )
+            try:
+                self.__pydantic_extra__[name] = strategy.options.model_validate(block, strict=True)  # type: ignore[index]
+            except ValidationError as exc:
+                raise PydanticCustomError(
+                    "strategy_options",
+                    "{problems}",
+                    {"problems": "; ".join(format_errors(exc, strategy.options, prefix=f"tuning.{name}."))},
+                ) from None
+        return self
+
     def options(self) -> BaseModel:
-        """The options block of the chosen strategy."""
-        return getattr(self, self.strategy)  # type: ignore[no-any-return]
+        """The options block of the chosen strategy (its defaults when the recipe has none)."""
+        found = getattr(self, self.strategy, None)
+        if found is None:
+            found = _registered_strategies()[self.strategy].options()
+        return found  # type: ignore[no-any-return]
 
     def learning_rate(self, default: float) -> float:
         """The chosen strategy's own learning rate, else ``default`` (train.learning_rate)."""
         own: float | None = getattr(self.options(), "learning_rate", None)
         return own if own is not None else default
+
+
+def _registered_strategies() -> dict[str, Any]:
+    from tlhub.plugins import strategies
+
+    return strategies()
 
 
 class EarlyStopping(_Section):
@@ -599,6 +636,8 @@ def _shown(value: Any) -> str:
 # Errors whose message already says everything (no "(got ...)" suffix).
 _SELF_EXPLAINED = {
     "unknown_name",
+    "unknown_block",
+    "strategy_options",
     "model_start",
     "model_type",
     "no_test",
