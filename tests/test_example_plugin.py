@@ -1,0 +1,102 @@
+"""The example third-party plugin package (examples/plugins/tlhub-convnets), installed as a user installs it:
+ResNet and ConvNeXt fine-tuned end to end with head, full and lora; pipeline loads what each run saved."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import tlhub
+from tests.conftest import digits_recipe
+from tlhub.recipe import Recipe
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("tlhub_convnets") is None,
+    reason="the example plugin is not installed: pip install ./examples/plugins/tlhub-convnets (the README's test "
+    "command does)",
+)
+
+
+@pytest.fixture(scope="module", params=["resnet", "convnext"])
+def tiny_convnet(request: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised ResNet or ConvNeXt with 5 classes and its image processor, as a folder."""
+    from transformers import (
+        ConvNextConfig,
+        ConvNextForImageClassification,
+        ConvNextImageProcessorPil,
+        ResNetConfig,
+        ResNetForImageClassification,
+    )
+
+    torch.manual_seed(0)
+    if request.param == "resnet":
+        config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", num_labels=5)
+        model: Any = ResNetForImageClassification(config)
+    else:
+        config = ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, num_labels=5)
+        model = ConvNextForImageClassification(config)
+    folder = tmp_path_factory.mktemp(f"tiny-{request.param}")
+    model.save_pretrained(folder)
+    ConvNextImageProcessorPil(size={"shortest_edge": 32}, crop_pct=1.0).save_pretrained(folder)
+    return folder
+
+
+def test_the_plugin_is_listed_with_its_distribution() -> None:
+    from tlhub.plugins import plugin_infos
+
+    (info,) = [i for i in plugin_infos() if i.name == "convnets"]
+    assert (info.distribution, info.version, info.modalities) == ("tlhub-convnets", "0.1.0", ["convnets"])
+    assert info.error is None
+
+
+@pytest.mark.parametrize("strategy", ["head", "full", "lora"])
+def test_head_full_and_lora_train_and_the_pipeline_loads_the_result(
+    tiny_convnet: Path, tmp_path: Path, strategy: str
+) -> None:
+    from sklearn.datasets import load_digits
+    from transformers import pipeline
+
+    recipe = digits_recipe(
+        tiny_convnet,
+        tmp_path / "out",
+        model={"plugin": "convnets", "checkpoint": str(tiny_convnet)},
+        tuning={"strategy": strategy, "lora": {"r": 2}},
+    )
+    result = tlhub.run(Recipe.model_validate(recipe))
+    assert result.metrics["test"]["examples"] == 360
+    before, after = (
+        load_file(str(tiny_convnet / "model.safetensors")),
+        load_file(str(result.output_dir / "model.safetensors")),
+    )
+    backbone = [k for k in before if not k.startswith("classifier.")]
+    changed = [k for k in backbone if not torch.equal(before[k], after[k])]
+    if strategy == "head":
+        assert changed == [], changed  # head-only leaves every pretrained tensor bit-identical
+    else:
+        assert changed, f"{strategy} trained nothing of the backbone"  # lora: merged adapters changed it
+    if strategy == "lora":
+        assert (result.output_dir / "adapter" / "adapter_config.json").is_file()
+    card = (result.output_dir / "README.md").read_text()
+    assert "the plugin convnets (tlhub-convnets 0.1.0)" in card
+    digits = load_digits()
+    image = __import__("PIL.Image").Image.fromarray((digits.images[0] * 255 / 16).astype("uint8"))
+    (best, *_) = pipeline("image-classification", model=str(result.output_dir))(image)
+    assert best["label"] in {str(d) for d in range(10)}
+
+
+def test_the_input_type_check_refuses_text_for_it(tiny_convnet: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "texts.csv"
+    csv.write_text("text,label\n" + "\n".join(f"message {i},{i % 2}" for i in range(40)) + "\n")
+    recipe = digits_recipe(
+        tiny_convnet,
+        tmp_path / "out",
+        model={"plugin": "convnets", "checkpoint": str(tiny_convnet)},
+        data={"source": "csv", "data_files": str(csv), "input_column": "text", "train_samples_per_class": None},
+    )
+    with pytest.raises(tlhub.InputTypeError, match="was pretrained on images, but data column 'text' holds text"):
+        tlhub.make_plan(Recipe.model_validate(recipe))
