@@ -366,9 +366,15 @@ def frozen_in_eval(module: torch.nn.Module) -> None:
     A frozen layer then computes what it computed when pretrained (no dropout, normalisation statistics
     fixed), and head-only training on cached features computes exactly what training through the frozen
     layers does. Parameter-free modules (a dropout before the head) follow their parent. LoRA models
-    keep peft's behaviour: its adapters sit inside frozen layers, whose dropout stays on.
+    keep peft's behaviour (its adapters sit inside frozen layers, whose dropout stays on), except for
+    frozen batch norms: the adapter does not carry their running statistics, so they must keep the base
+    checkpoint's for the adapter, loaded onto the base, to predict what the trained model does.
     """
     if hasattr(module, "peft_config"):
+        for layer in module.modules():
+            frozen = not any(p.requires_grad for p in layer.parameters())
+            if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm) and frozen:
+                layer.eval()
         return
     _frozen_in_eval(module)
 
