@@ -295,8 +295,6 @@ class TuningSection(_Section):
     @model_validator(mode="after")
     def _plugin_blocks(self) -> TuningSection:
         """Each further block names a plugin's strategy and holds options its model accepts."""
-        from pydantic import ValidationError
-
         known = _registered_strategies()
         for name, block in (self.model_extra or {}).items():
             strategy = known.get(name)
