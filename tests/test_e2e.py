@@ -169,7 +169,8 @@ def test_spoken_digits_recipe_on_real_recordings(cli, tmp_path: Path) -> None:
     assert metrics["test"]["examples"] == 300  # takes 0-4 of every digit and speaker: the official test split
     assert metrics["test"]["accuracy"] >= 0.6, metrics
     card = (out / "README.md").read_text()
-    assert "supervised pretraining by tlhub on 'espeak_words'" in card
+    assert "checkpoint: `recipes/checkpoints/wav2vec2-speech20`, loaded from a local folder" in card
+    assert "supervised pretraining by tlhub on 'audio_files'" in card
     assert "clips at 8000 Hz resampled to 16000 Hz (torchaudio)" in card
     recording = REPO.parent / "shared" / "data" / "fsdd" / "recordings" / "7_jackson_0.wav"
     (best, *_) = pipeline("audio-classification", model=str(out))(str(recording))
