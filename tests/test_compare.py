@@ -213,3 +213,24 @@ def test_cells_whose_settings_changed_run_again(
     head = json.loads((tmp_path / "run-compare" / "cells" / "head-n2-seed0" / "run.json").read_text())
     assert head["recipe"]["train"]["epochs"] == 3 and len(head["history"]) == 3
     assert [c.strategy for c in changed.cells] == ["baseline", "head", "full"]
+
+
+def test_a_retrained_base_runs_the_deep_cells_again(tmp_path: Path, tiny_vit: Path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    base = Path(shutil.copytree(tiny_vit, tmp_path / "base"))
+    recipe = grid_recipe(tmp_path, base, strategies=["baseline", "head"], samples_per_class=[2])
+    compare_module.compare(recipe, progress=False)
+    cell = tmp_path / "run-compare" / "cells" / "head-n2-seed0" / "run.json"
+    first = json.loads(cell.read_text())["started"]
+    compare_module.compare(recipe, progress=False)
+    assert json.loads(cell.read_text())["started"] == first  # nothing changed: nothing ran
+    tensors = load_file(str(base / "model.safetensors"))
+    for name in tensors:
+        tensors[name] = tensors[name] * 0.5  # the base "retrained" in place, under the same path
+    save_file(tensors, str(base / "model.safetensors"), metadata={"format": "pt"})
+    compare_module.compare(recipe, progress=False)
+    again = json.loads(cell.read_text())
+    assert again["started"] != first and again["status"] == "finished"

@@ -275,8 +275,17 @@ def _what(
             plan = _size_plan(data, cell, folder, plans, source)
             if (more := _epochs(plan, recipe.train, section.min_steps)) != epochs:
                 _, overrides = _cell_recipe(data, section, cell, folder, more, source)
-        what = {**given, **overrides}
+        # the base's weights too: a grid started again on a retrained base reruns its deep cells
+        what = {**given, **overrides, "base_fingerprint": _base_fingerprint(recipe.model.checkpoint)}
     return json.loads(json.dumps(what))  # as cells.json gives it back
+
+
+def _base_fingerprint(checkpoint: str | None) -> str | None:
+    """The hash of the checkpoint folder a cell starts from, as its run records it (``None``: built from config
+    or a Hub id with no local copy)."""
+    from tlhub.checkpoint import fingerprint, resolve_checkpoint
+
+    return fingerprint(str(resolve_checkpoint(checkpoint).location)) if checkpoint else None
 
 
 def _run_cell(cell: Cell, what: dict[str, Any], folder: Path, plans: dict[int | None, Plan], source: str) -> CellResult:
@@ -288,7 +297,8 @@ def _run_cell(cell: Cell, what: dict[str, Any], folder: Path, plans: dict[int | 
         if cell.strategy == BASELINE:
             metrics, examples, trainable = _baseline(plans[cell.per_class], cell.seed)
         else:
-            metrics, examples, trainable = _deep(source, what, folder / "cells" / cell.name)
+            overrides = {k: v for k, v in what.items() if k != "base_fingerprint"}  # recorded, not a recipe key
+            metrics, examples, trainable = _deep(source, overrides, folder / "cells" / cell.name)
     return CellResult(
         strategy=cell.strategy,
         per_class=cell.per_class,
@@ -311,7 +321,12 @@ def _deep(source: str, overrides: dict[str, Any], path: Path) -> tuple[dict[str,
 
     rundir = RunDir(path)
     record = rundir.read_record() if path.exists() else None
-    same = record is not None and record.get("recipe") == load_recipe(source, overrides).model_dump(mode="json")
+    recipe = load_recipe(source, overrides)
+    same = (
+        record is not None
+        and record.get("recipe") == recipe.model_dump(mode="json")
+        and record.get("base_fingerprint") == _base_fingerprint(recipe.model.checkpoint)
+    )
     if not (same and record is not None and record.get("status") == "finished"):
         resume = same and rundir.checkpoints.latest() is not None
         command = f"tlhub compare {source} (cell {path.name})"
