@@ -510,6 +510,25 @@ def test_a_signal_before_the_first_checkpoint_says_to_start_again(
     assert not list(out.glob("checkpoints/checkpoint_*/COMPLETE"))
 
 
+def test_an_interrupt_closes_every_open_progress_bar_before_its_message(capsys: pytest.CaptureFixture[str]) -> None:
+    # A bar that an interrupt caught before anyone held it (inside tqdm's __init__, after its first draw) would
+    # be redrawn when collected at exit, after the message; the runner closes every bar tqdm knows first.
+    from tqdm.auto import tqdm
+    from tqdm.std import tqdm as every
+
+    from tlhub.runner import _close_progress_bars
+
+    orphan = tqdm(range(8), desc="epoch 1/2")
+    _close_progress_bars()
+    assert orphan not in every._instances
+    print("interrupted: ...", file=sys.stderr)
+    del orphan
+    import gc
+
+    gc.collect()
+    assert capsys.readouterr().err.rstrip().splitlines()[-1] == "interrupted: ..."
+
+
 # --- 7. a checkpoint never unpickles code -----------------------------------------------------------------------
 
 

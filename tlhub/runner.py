@@ -209,6 +209,7 @@ def _execute(plan: Plan, resume: bool, overwrite: bool, command: str, started: f
         resume = decision[0] == "resume"
         return _train_and_save(plan, accelerator, rundir, surgery, tuned, schedule, resume, command, started)
     except KeyboardInterrupt:
+        _close_progress_bars()
         raise Interrupted(f"interrupted: the run in '{rundir.path}' stopped; {_how_to_go_on(rundir)}") from None
     except TlhubError as exc:
         if begun:
@@ -227,6 +228,15 @@ def _execute(plan: Plan, resume: bool, overwrite: bool, command: str, started: f
     finally:
         if accelerator.is_main_process:
             rundir.release(failed_before_start=not begun)
+
+
+def _close_progress_bars() -> None:
+    """Close every progress bar still open, one an interrupt caught half made included (tqdm registers a bar
+    before drawing it): left to the garbage collector, a bar is redrawn at exit, after the interrupt's message."""
+    from tqdm.std import tqdm
+
+    for bar in list(tqdm._instances):
+        bar.close()
 
 
 def _how_to_go_on(rundir: RunDir) -> str:
