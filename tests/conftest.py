@@ -12,6 +12,9 @@ import yaml
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# tlhub's own plugins only: messages that list plugins stay exact whatever else is installed (the example
+# plugin package's tests register it themselves, and check its entry point in a process of its own).
+os.environ.setdefault("TLHUB_LOAD_PLUGINS", "image,text,audio")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

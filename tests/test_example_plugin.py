@@ -22,6 +22,20 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def convnets_loaded() -> Any:
+    """The plugin in this process's plugin manager, as its entry point would put it (the test session loads
+    tlhub's own plugins only, TLHUB_LOAD_PLUGINS); the entry point itself is checked in a process of its own."""
+    import tlhub_convnets
+
+    from tlhub.plugins import load_plugins, pm
+
+    load_plugins()
+    pm.register(tlhub_convnets, name="convnets")
+    yield
+    pm.unregister(tlhub_convnets)
+
+
 @pytest.fixture(scope="module", params=["resnet", "convnext"])
 def tiny_convnet(request: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny randomly initialised ResNet or ConvNeXt with 5 classes and its image processor, as a folder."""
@@ -46,12 +60,20 @@ def tiny_convnet(request: Any, tmp_path_factory: pytest.TempPathFactory) -> Path
     return folder
 
 
-def test_the_plugin_is_listed_with_its_distribution() -> None:
-    from tlhub.plugins import plugin_infos
+def test_pip_installed_it_is_found_through_its_entry_point() -> None:
+    import json
+    import os
+    import subprocess
+    import sys
 
-    (info,) = [i for i in plugin_infos() if i.name == "convnets"]
-    assert (info.distribution, info.version, info.modalities) == ("tlhub-convnets", "0.1.0", ["convnets"])
-    assert info.error is None
+    env = {k: v for k, v in os.environ.items() if k != "TLHUB_LOAD_PLUGINS"}  # every installed plugin
+    listed = subprocess.run(
+        [sys.executable, "-m", "tlhub", "plugins", "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert listed.returncode == 0, listed.stderr
+    (info,) = [row for row in json.loads(listed.stdout) if row["name"] == "convnets"]
+    assert (info["distribution"], info["version"], info["modalities"]) == ("tlhub-convnets", "0.1.0", ["convnets"])
+    assert info["error"] is None and info["hooks"] == ["register_modalities"]
 
 
 @pytest.mark.parametrize("strategy", ["head", "full", "lora"])

@@ -364,7 +364,9 @@ def install_fake_packages(root: Path) -> dict[str, str]:
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: tlhub-fake-{name}\nVersion: 0.1\n")
         (info / "entry_points.txt").write_text(f"[tlhub]\n{name} = tlhub_fake_{name}\n")
-    return {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
+    env.pop("TLHUB_LOAD_PLUGINS", None)  # every installed entry point, the fake ones too
+    return env
 
 
 def test_broken_plugin_packages_are_listed_with_their_errors_and_others_still_run(

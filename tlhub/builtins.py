@@ -2,8 +2,8 @@
 
 The plugin manager registers this module under the name ``tlhub`` before any entry point: the input types
 ``image``, ``audio`` and ``text``, the metrics ``accuracy``, ``f1`` and ``f1_per_class``, and the tuning
-strategies ``head``, ``full`` and ``lora``. A third party adds
-its own beside them with the same hooks (``docs/plugins.md``).
+strategies ``head``, ``full`` and ``lora``. A third party adds its own beside them with the same hooks
+(``docs/plugins.md``).
 """
 
 from __future__ import annotations

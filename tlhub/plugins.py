@@ -120,16 +120,10 @@ def _collect(registry: Registry, hook_name: str, kind: type[Any], into: dict[str
             registry.fail(plugin, f"{hook_name} raised {_describe(exc)}")
             continue
         for item in items:
-            if kind is Modality:
+            if kind is Modality:  # its input type must be one registered before
                 problems = registration_problems(item, registry.input_types)
-            elif kind is InputType:
-                problems = input_types.problems(item)
-            elif kind is Metric:
-                problems = metric_modules.problems(item)
-            elif kind is Strategy:
-                problems = strategy_problems(item)
             else:
-                problems = _source_problems(item)
+                problems = _PROBLEMS[kind](item)
             if problems:
                 for problem in problems:
                     registry.fail(plugin, f"{hook_name}: {problem}")
@@ -151,6 +145,15 @@ def _source_problems(item: object) -> list[str]:
     if not isinstance(item, Source):
         return [f"registered {item!r}; expected a tlhub.Source"]
     return [] if callable(item.load) else [f"data source '{item.name}': load is {item.load!r}, not a function"]
+
+
+# What makes a registered object unusable, by the kind of object it should be.
+_PROBLEMS: dict[type[Any], Any] = {
+    InputType: input_types.problems,
+    Metric: metric_modules.problems,
+    Strategy: strategy_problems,
+    Source: _source_problems,
+}
 
 
 def registry() -> Registry:
