@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from report import machine, results_table, write_section
+
 from runs import run_all
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,5 +1,5 @@
 """tlhub.testing, the helpers offered to plugin authors: the fake data each makes is what tlhub's own sources
-and plugins read (the head and LoRA checks run in tests/test_example_plugin.py)."""
+and plugins read (the head and LoRA checks run in the example packages' own tests, examples/plugins/*/tests)."""
 
 from __future__ import annotations
 

@@ -208,19 +208,23 @@ def test_balanced_class_weights_follow_scikit_learn() -> None:
 
 
 def test_label_smoothing_and_soft_targets_change_only_the_training_loss() -> None:
-    from types import SimpleNamespace
+    from transformers.modeling_outputs import SequenceClassifierOutput
+    from transformers.models.patchtst.modeling_patchtst import PatchTSTForClassificationOutput
 
     from tlhub.engine import training_loss
 
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
 
-    def model(labels: torch.Tensor | None = None, **inputs: torch.Tensor) -> SimpleNamespace:
-        loss = None if labels is None else torch.nn.functional.cross_entropy(logits, labels)
-        return SimpleNamespace(logits=logits, loss=loss)
+    def model(**inputs: torch.Tensor) -> SequenceClassifierOutput:
+        assert "labels" not in inputs, "the labels never go to the model"
+        return SequenceClassifierOutput(logits=logits)
 
     ids = torch.tensor([0, 2])
     plain = training_loss(model, {"labels": ids}, None, 0.0)  # type: ignore[arg-type]
     assert torch.equal(plain, torch.nn.functional.cross_entropy(logits, ids))
+    # a family whose output names its class scores otherwise (Modality.logits_output)
+    patchtst = lambda **inputs: PatchTSTForClassificationOutput(prediction_logits=logits)  # noqa: E731
+    assert torch.equal(training_loss(patchtst, {"labels": ids}, None, 0.0, "prediction_logits"), plain)  # type: ignore[arg-type]
     smoothed = training_loss(model, {"labels": ids}, None, 0.3)  # type: ignore[arg-type]
     # by hand: targets (1 - 0.3) on the class plus 0.3 / 3 on every class
     targets = torch.nn.functional.one_hot(ids, 3).float() * 0.7 + 0.1

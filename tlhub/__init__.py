@@ -27,7 +27,7 @@ from tlhub.hookspecs import hookimpl
 from tlhub.inference import Prediction, TrainedModel, load
 from tlhub.input_types import InputType
 from tlhub.metrics import Metric
-from tlhub.modality import Modality
+from tlhub.modality import INDEX_COLUMN, Modality
 from tlhub.plan import Plan, make_plan
 from tlhub.recipe import Recipe, load_recipe
 from tlhub.runner import RunResult, plan_run, run
@@ -37,6 +37,7 @@ from tlhub.tuning import Strategy, StrategyOptions
 __version__ = "0.1.0"
 
 __all__ = [
+    "INDEX_COLUMN",
     "CheckpointError",
     "CompareResult",
     "DataError",

@@ -124,7 +124,7 @@ def model_card(name: str, facts: CardFacts) -> str:
     # The test scores as the Hub reads them (model-index): shown on the model's page.
     results = [
         EvalResult(
-            task_type=facts.pipeline_task,
+            task_type=facts.pipeline_task or f"{facts.input_type}-classification",
             dataset_type=r.data.source,
             dataset_name=r.data.source,
             dataset_split="test",
@@ -136,7 +136,7 @@ def model_card(name: str, facts: CardFacts) -> str:
     ]
     data = ModelCardData(
         library_name="transformers",
-        pipeline_tag=facts.pipeline_task,
+        pipeline_tag=facts.pipeline_task or None,  # none where transformers has no pipeline (time series)
         tags=["tlhub", f"tlhub-{r.tuning.strategy}", facts.input_type],
         base_model=facts.base if facts.base and is_hub_id(facts.base) and r.model.init == "pretrained" else None,
         model_name=name if results else None,

@@ -166,6 +166,7 @@ def plugins(as_json: bool) -> None:
             ("modality", i.modalities),
             ("source", i.sources),
             ("metric", i.metrics),
+            ("strategy", i.strategies),
         )
         for kind, names in kinds:
             for name in names:

@@ -19,17 +19,13 @@ import datasets
 import numpy as np
 
 from tlhub.errors import DataError
+from tlhub.modality import INDEX_COLUMN
 
 if TYPE_CHECKING:
     from tlhub.recipe import DataSection, Recipe
     from tlhub.sources import Source
 
 ROLES = ("train", "validation", "test")
-
-
-# Numbers each example of a loaded split, so that what a plugin's checks keep (they may drop examples) maps
-# back to its input, and a training batch's augmentation is seeded by the examples it holds.
-INDEX_COLUMN = "__tlhub_index"
 
 
 def numbered(dataset: datasets.DatasetDict | datasets.Dataset) -> Any:

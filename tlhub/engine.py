@@ -52,6 +52,7 @@ class TrainingData:
     labels: list[str]  # class names in id order
     label_column: str
     train_collate: Collate | None = None
+    logits: str = "logits"  # the model output's field of class scores (Modality.logits_output)
 
 
 class TrainState(BaseModel):
@@ -237,19 +238,19 @@ def _watch(state: TrainState, score: float, train: TrainSection, metric: str) ->
 
 
 def training_loss(
-    model: torch.nn.Module, batch: dict[str, torch.Tensor], weights: torch.Tensor | None, label_smoothing: float
+    model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    weights: torch.Tensor | None,
+    label_smoothing: float,
+    logits: str = "logits",
 ) -> torch.Tensor:
-    """The loss one training batch contributes: the model's own for class ids, else cross-entropy with the class
-    weights and label smoothing; soft-target cross-entropy for class probabilities (mixup, cutmix)."""
-    labels = batch["labels"]
-    if labels.is_floating_point():
-        outputs = model(**{k: v for k, v in batch.items() if k != "labels"})
-    else:
-        outputs = model(**batch)
-        if weights is None and not label_smoothing:
-            return outputs.loss  # type: ignore[no-any-return]
+    """The loss one training batch contributes: cross-entropy of the class scores (the output field ``logits``
+    names) with the class weights and label smoothing, or soft-target cross-entropy for class probabilities
+    (mixup, cutmix). The labels never go to the model: families name that argument differently (PatchTST:
+    ``target_values``), and tlhub's loss is the same for every family."""
+    outputs = model(**{k: v for k, v in batch.items() if k != "labels"})
     return torch.nn.functional.cross_entropy(
-        outputs.logits.float(), labels, weight=weights, label_smoothing=label_smoothing
+        outputs[logits].float(), batch["labels"], weight=weights, label_smoothing=label_smoothing
     )
 
 
@@ -280,24 +281,27 @@ def predict_split(
     dataloader: DataLoader,
     accelerator: Accelerator | None = None,
     progress: bool = False,
+    logits: str = "logits",
 ) -> SplitPredictions:
     """Run ``model`` over every batch; with an ``accelerator`` (and its prepared ``dataloader``), gather
-    every process's examples once each (duplicates of the last batch dropped)."""
+    every process's examples once each (duplicates of the last batch dropped). ``logits`` names the output
+    field that holds the class scores (``Modality.logits_output``)."""
     model.eval()
     device = next(model.parameters()).device
-    logits, references = [], []
+    scored, references = [], []
     for batch in tqdm(dataloader, desc="predict", disable=not progress or len(dataloader) < 2, mininterval=1.0):
         if accelerator is None:
             batch = {k: v.to(device) for k, v in batch.items()}
         with torch.no_grad():
             outputs = model(**{k: v for k, v in batch.items() if k != "labels"})
-        found = (outputs.logits.float(), batch["labels"]) if "labels" in batch else (outputs.logits.float(),)
+        scores = outputs[logits].float()
+        found = (scores, batch["labels"]) if "labels" in batch else (scores,)
         if accelerator is not None:
             found = accelerator.gather_for_metrics(found)
-        logits.append(found[0].cpu())
+        scored.append(found[0].cpu())
         if len(found) > 1:
             references.append(found[1].cpu())
-    return SplitPredictions(torch.cat(logits), torch.cat(references) if references else None)
+    return SplitPredictions(torch.cat(scored), torch.cat(references) if references else None)
 
 
 def score_predictions(
@@ -327,9 +331,10 @@ def evaluate_split(
     dataloader: DataLoader,
     metric: evaluate.CombinedEvaluations,
     labels: list[str],
+    logits: str = "logits",
 ) -> dict[str, float]:
     """Metrics of ``model`` over the whole split, gathered from every process (see :func:`score_predictions`)."""
-    return score_predictions(predict_split(model, dataloader, accelerator), metric, labels)
+    return score_predictions(predict_split(model, dataloader, accelerator, logits=logits), metric, labels)
 
 
 def make_optimizer(
@@ -396,6 +401,7 @@ def evaluate_dataset(
     train: TrainSection,
     metric: evaluate.CombinedEvaluations,
     labels: list[str],
+    logits: str = "logits",
 ) -> tuple[dict[str, float], SplitPredictions]:
     """``model``'s metrics (see :func:`score_predictions`) and predictions over ``split``, batched by
     ``collate``, under the run's precision, gathered from every process."""
@@ -403,7 +409,7 @@ def evaluate_dataset(
         DataLoader(split, batch_size=train.eval_batch_size, collate_fn=collate, num_workers=train.num_workers)
     )
     with accelerator.autocast():
-        predictions = predict_split(model, loader, accelerator)
+        predictions = predict_split(model, loader, accelerator, logits=logits)
     return score_predictions(predictions, metric, labels), predictions
 
 
@@ -488,7 +494,7 @@ def fit(
             for batch in progress:
                 examples += len(batch["labels"])
                 with accelerator.accumulate(model):
-                    loss = training_loss(model, batch, weights, train.label_smoothing)
+                    loss = training_loss(model, batch, weights, train.label_smoothing, data.logits)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and train.max_grad_norm is not None:
                         accelerator.clip_grad_norm_(model.parameters(), train.max_grad_norm)
@@ -511,7 +517,7 @@ def fit(
         sums.read(state)  # waits for the device: the epoch's training time is complete
         seconds = time.perf_counter() - started
 
-        scores = evaluate_split(accelerator, model, validation_loader, metric, labels)
+        scores = evaluate_split(accelerator, model, validation_loader, metric, labels, data.logits)
         score = scores[evaluation.select_metric]
         accelerator.log({f"validation/{k}": v for k, v in scores.items() if k != "examples"}, step=state.step)
         improved = evaluation.select_split == "none" or state.best_metric is None or score > state.best_metric

@@ -58,7 +58,8 @@ class TrainedModel:
         """Raw inputs as a ``datasets.Dataset`` whose input column has this model's feature type.
 
         Images and audio: file paths, or in-memory values (PIL images; ``{"array", "sampling_rate"}``
-        dicts); text: strings (tuples of two for sentence pairs).
+        dicts); text: strings (tuples of two for sentence pairs). An input type a plugin adds: values whose
+        feature type ``datasets`` infers (lists of numbers for time series).
         """
         import datasets
 
@@ -73,6 +74,8 @@ class TrainedModel:
         else:
             data = {c: [v[i] for v in values] for i, c in enumerate(columns)}
         data[INDEX_COLUMN] = list(range(len(values)))
+        if feature is None:
+            return datasets.Dataset.from_dict(data)
         features = datasets.Features({**{c: feature for c in columns}, INDEX_COLUMN: datasets.Value("int64")})
         return datasets.Dataset.from_dict(data, features=features)
 
@@ -131,7 +134,7 @@ class TrainedModel:
         loader = DataLoader(split, batch_size=batch_size, collate_fn=self.collate(labels))
         if accelerator is not None:
             loader = accelerator.prepare(loader)
-        return predict_split(self.model, loader, accelerator, progress=progress)
+        return predict_split(self.model, loader, accelerator, progress=progress, logits=self.modality.logits_output)
 
     def predict(
         self,

@@ -26,11 +26,17 @@ if TYPE_CHECKING:
 
     from tlhub.input_types import InputType
 
+# Numbers each example of a loaded split (its row in the source as loaded), so that what a plugin's checks keep
+# (they may drop examples) maps back to its input, a plugin's DataError can name the row, and a training batch's
+# augmentation is seeded by the examples it holds. Every split ``check_data`` receives has it.
+INDEX_COLUMN = "__tlhub_index"
+
 # The functions a Modality holds, and the keyword arguments tlhub passes to each (a function names
 # the subset it needs). Calls only ever gain arguments.
 CALLS: dict[str, tuple[str, ...]] = {
     "load_processor": ("checkpoint", "config", "options", "trust_remote_code"),
     "new_processor": ("config", "options"),
+    "adapt_config": ("config", "options"),
     "check_plan": ("config", "checkpoint", "processor", "options"),
     "check_data": ("split", "columns", "config", "processor", "options"),
     "make_encoder": ("processor", "config", "options", "training"),
@@ -78,9 +84,11 @@ class Modality:
         input_type: a registered input type (:class:`tlhub.InputType`): ``image``, ``audio`` and ``text`` are
             built in; a plugin may register more.
         model_types: ``config.model_type`` values this modality can build (``vit``, ``deit``).
-        auto_model: the transformers auto class with a classification head, or its name in
-            ``transformers`` (``"AutoModelForImageClassification"``: the plugin then imports nothing heavy).
-        pipeline_task: the ``transformers.pipeline`` task its outputs load into.
+        auto_model: the transformers auto class with a classification head, or a model class for a family no
+            auto class covers (``PatchTSTForClassification``), or either's name in ``transformers``
+            (``"AutoModelForImageClassification"``: the plugin then imports nothing heavy).
+        pipeline_task: the ``transformers.pipeline`` task its outputs load into; ``""`` when transformers has
+            no pipeline for this kind of input (time series): the model card then names none.
         head_modules: names of the modules that form the classification head (or ``config -> names``);
             they are replaced by a new head, saved with a LoRA adapter, and are the only trainable part
             under the ``head`` strategy.
@@ -89,11 +97,18 @@ class Modality:
             preprocessing; pass ``trust_remote_code`` (the recipe's opt-in) on to ``from_pretrained``.
         new_processor: ``(config, options) -> processor`` for a model trained from scratch; raise
             ``RecipeError`` when the family cannot be trained from scratch (a text model needs its tokenizer).
+        adapt_config: optional ``(config, options) -> None``: called once tlhub has written the new classes into
+            the config (``num_labels``, ``id2label``, ``label2id``), before the model is built, for a family that
+            sizes its head from another key (PatchTST: ``num_targets``).
+        logits_output: the field of the model's output that holds the class scores: ``logits`` for
+            transformers' classifiers, ``prediction_logits`` for PatchTST. tlhub never passes the labels to the
+            model: it computes the loss from these scores itself.
         check_plan: optional ``(config, checkpoint, processor, options) -> problems``: what only the plugin
             knows, checked by ``tlhub validate`` before any weights or data load (options against the
             config and the processor); each problem a line ``key.path: what is wrong``.
         check_data: ``(split, columns, config, processor, options) -> (split, notes)``: checks the examples
-            (raising ``DataError`` naming the bad file or row), may drop examples the plugin's options
+            (raising ``DataError`` naming the bad file or row: ``split[tlhub.INDEX_COLUMN]`` holds each
+            example's row number in the data as loaded), may drop examples the plugin's options
             say to drop or prepare them once for its encoder (audio: decoded and resampled), and
             returns the split with one sentence per adaptation (grayscale to RGB, resampling,
             truncation, dropped rows), written to the model card.
@@ -145,6 +160,8 @@ class Modality:
     new_processor: Callable[..., Any]
     check_data: Callable[..., Any]
     make_encoder: Callable[..., Any]
+    adapt_config: Callable[..., None] | None = None
+    logits_output: str = "logits"
     check_plan: Callable[..., list[str]] | None = None
     extend_model: Callable[..., list[str]] | None = None
     fixed_modules: ModuleNames = ()
@@ -201,6 +218,13 @@ class Modality:
             return getattr(transformers, self.auto_model)
         return self.auto_model
 
+    def from_config(self, config: Any, trust_remote_code: bool = False) -> Any:
+        """A model of ``config`` with random values: through the auto class, or the model class itself."""
+        model_class = self.model_class
+        if hasattr(model_class, "from_config"):  # an auto class
+            return model_class.from_config(config, trust_remote_code=trust_remote_code)
+        return model_class._from_config(config)  # transformers' constructor from a config, with its dtype handling
+
     def head(self, config: Any) -> tuple[str, ...]:  # a PretrainedConfig (model.config of an nn.Module)
         """The head's module names in a model of ``config``."""
         return self.head_modules(config) if callable(self.head_modules) else self.head_modules
@@ -241,6 +265,11 @@ def registration_problems(modality: object, input_types: dict[str, InputType]) -
             problems.append(f"modality '{modality.name}': {name} is {function!r}, not a function")
     if not modality.model_types:
         problems.append(f"modality '{modality.name}' names no model_types")
+    if not isinstance(modality.logits_output, str) or not modality.logits_output.isidentifier():
+        problems.append(
+            f"modality '{modality.name}': logits_output is {modality.logits_output!r}; it names the model output's "
+            "field of class scores, such as 'logits'"
+        )
     return problems
 
 

@@ -57,10 +57,10 @@ def build_model(
     """
     surgery = HeadSurgery()
     if checkpoint is None:
-        model = modality.model_class.from_config(config, trust_remote_code=trust_remote_code)
+        model = modality.from_config(config, trust_remote_code=trust_remote_code)
         surgery.lines.append("no pretrained checkpoint: every layer starts from random values")
     elif init == "random":
-        model = modality.model_class.from_config(config, trust_remote_code=trust_remote_code)
+        model = modality.from_config(config, trust_remote_code=trust_remote_code)
         surgery.lines.append(
             f"model.init random: the architecture and preprocessing of '{checkpoint}', every layer from random "
             "values (a from-scratch control)"

@@ -53,7 +53,10 @@ def _validated(
     recipe: Recipe | str | Path, overrides: dict[str, Any] | list[str] | None, registry: plugins.Registry
 ) -> tuple[Recipe, str]:
     # Names a broken or clashing plugin stands behind pass here: resolve_modality says what is wrong with them.
-    known = set(registry.modalities) | set(registry.errors) | {name for _, name in registry.taken_twice}
+    # With a broken plugin installed, any name may be one it would have registered: resolve_modality says so.
+    known: set[str] | None = set(registry.modalities) | {name for _, name in registry.taken_twice}
+    if registry.errors:
+        known = None
     if isinstance(recipe, Recipe):
         if overrides:
             raise RecipeError(["overrides apply to a recipe file; set the fields of a Recipe object directly"])
@@ -173,7 +176,7 @@ def _skeleton_problems(modality: Modality, config: PretrainedConfig, recipe: Rec
     where = "model.checkpoint" if recipe.model.checkpoint else "model.config"
     try:
         with torch.device("meta"):
-            skeleton = modality.model_class.from_config(config, trust_remote_code=recipe.model.trust_remote_code)
+            skeleton = modality.from_config(config, trust_remote_code=recipe.model.trust_remote_code)
     except (ValueError, TypeError, RuntimeError, AttributeError, IndexError, ZeroDivisionError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return [f"{where}: a {config.model_type} model cannot be built from this config ({detail})"]
@@ -235,6 +238,8 @@ def make_plan(recipe: Recipe | str | Path, overrides: dict[str, Any] | list[str]
 
     splits, adaptations = _checked_splits(recipe, modality, registry.sources, config, processor, options)
     _label_config(config, splits.labels)
+    if modality.adapt_config is not None:
+        modality.call("adapt_config", config=config, options=options)
     return Plan(
         recipe=recipe,
         source=source,

@@ -13,6 +13,7 @@ Operator switches (environment variables):
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -207,7 +208,12 @@ def resolve_modality(name: str, found: Registry | None = None) -> Modality:
     if (problem := _unusable(found, "modality", name)) is not None:
         raise PluginError(f"model.plugin: {problem}")
     known = ", ".join(sorted(found.modalities)) or "none"
-    raise PluginError(f"model.plugin: '{name}' is not a known plugin (known: {known})")
+    close = difflib.get_close_matches(name, list(found.modalities), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    # model.plugin names a modality, which a plugin of any entry-point name may register: a broken one may be it
+    broken = "; ".join(f"'{plugin}' ({problems[0]})" for plugin, problems in sorted(found.errors.items()))
+    maybe = f"; plugins that failed to load, which may register it: {broken}" if broken else ""
+    raise PluginError(f"model.plugin: '{name}' is not a known plugin (known: {known}){hint}{maybe}")
 
 
 def source_problem(name: str, registry: Registry) -> PluginError | None:

@@ -56,6 +56,11 @@ def _enum(names: Any) -> Any:
     return {"enum": sorted(names)}
 
 
+def _examples(names: Any) -> dict[str, Any]:
+    """JSON Schema ``examples``: the built-in names (plugins may register more)."""
+    return {"examples": sorted(names)}
+
+
 def _no_duplicates(values: list[str], what: str) -> list[str]:
     seen = {v for v in values if values.count(v) > 1}
     if seen:
@@ -269,7 +274,7 @@ class TuningSection(_Section):
         description="How to fine-tune: head (only the new head trains: tiny data), full (every layer trains "
         "from the pretrained values: more data), lora (low-rank adapters plus the new head), or a strategy a "
         "plugin registers (`tlhub plugins` lists them; its options go under tuning.<its name>).",
-        json_schema_extra={"examples": sorted(STRATEGIES)},
+        json_schema_extra=_examples(STRATEGIES),
     )
     full: full_strategy.Options = Field(
         default_factory=full_strategy.Options,
@@ -436,7 +441,7 @@ class EvalSection(_Section):
     select_metric: str = Field(
         "accuracy",
         description="Metric (higher is better) that picks the best epoch on select_split.",
-        json_schema_extra={"examples": sorted(BUILTIN_METRICS)},
+        json_schema_extra=_examples(BUILTIN_METRICS),
     )
 
     @field_validator("metrics")

@@ -364,9 +364,9 @@ def _on_features(plan: Plan, accelerator: Accelerator, model: Any, data: Any, ba
         f"{len(validation)} validation vectors, cached in {cache_folder()})"
     )
     collate = collate_features(data.label_column)
-    return replace(data, train=train, validation=validation, collate=collate, train_collate=None), head_on_features(
-        model, plan.modality
-    )
+    # the head on features answers with transformers' "logits", whatever the family's own output names them
+    cached = replace(data, train=train, validation=validation, collate=collate, train_collate=None, logits="logits")
+    return cached, head_on_features(model, plan.modality)
 
 
 def _train_and_save(
@@ -396,6 +396,7 @@ def _train_and_save(
         train_collate=_collate(plan, training=True),
         labels=splits.labels,
         label_column=r.data.label_column,
+        logits=plan.modality.logits_output,
     )
     settings = r.train.model_copy(update={"learning_rate": r.tuning.learning_rate(r.train.learning_rate)})
     if plan.head_on_features:
@@ -409,7 +410,9 @@ def _train_and_save(
     metric = load_metrics(r.eval.metrics, experiment_id=f"tlhub-{accelerator.process_index}")
 
     def evaluate(split: Any) -> Any:
-        return evaluate_dataset(accelerator, final, split, _collate(plan), settings, metric, splits.labels)
+        return evaluate_dataset(
+            accelerator, final, split, _collate(plan), settings, metric, splits.labels, plan.modality.logits_output
+        )
 
     validation, _ = evaluate(splits.validation.select_columns(columns))
     test, test_predictions = evaluate(splits.test.select_columns(columns))

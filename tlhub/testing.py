@@ -1,22 +1,46 @@
 """Helpers for testing a tlhub plugin package, the checks tlhub's own tests make.
 
 - :func:`fake_images`, :func:`fake_audio`, :func:`fake_texts`: a small labelled dataset of each built-in input
-  type, as files a recipe reads (class-named folders of PNG or WAV files, a CSV of texts);
+  type, as files a recipe reads (class-named folders of PNG or WAV files, a CSV of texts); :func:`fake_series`,
+  numeric sequences as JSON lines, for a plugin that adds a sequence input type (time series, tabular rows);
+- :func:`registered`: a plugin module in tlhub's plugin manager for the length of a ``with`` block, as its
+  entry point puts it once the package is installed;
 - :func:`changed_tensors` and :func:`assert_head_only`: head-only training must leave every pretrained tensor
   bit-identical;
 - :func:`lora_reload_logits`: a LoRA run's saved adapter, loaded onto its base checkpoint with peft, must give
   the logits of the merged model the run saved.
 
 Build tiny random checkpoints with transformers itself (``SomeConfig(hidden_size=8, ...)``, ``from_config``,
-``save_pretrained`` with its processor); ``examples/plugins/tlhub-convnets`` and ``tests/test_example_plugin.py``
-show the whole pattern. Nothing here imports pytest.
+``save_pretrained`` with its processor); the packages under ``examples/plugins/`` and their ``tests/`` show the
+whole pattern. Nothing here imports pytest.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+
+@contextmanager
+def registered(plugin: ModuleType | object, name: str) -> Iterator[None]:
+    """``plugin`` (a module or object with ``@tlhub.hookimpl`` functions) registered under ``name`` (its entry
+    point's name) inside the ``with`` block; tlhub's own plugins and installed entry points load first. When an
+    installed entry point already registered that very plugin, nothing changes."""
+    from tlhub.plugins import load_plugins, pm
+
+    load_plugins()
+    if pm.get_plugin(name) is plugin:
+        yield
+        return
+    pm.register(plugin, name=name)
+    try:
+        yield
+    finally:
+        pm.unregister(plugin)
 
 
 def fake_images(
@@ -79,6 +103,33 @@ def fake_texts(path: Path, classes: tuple[str, ...] = ("ham", "spam"), per_class
     return path
 
 
+def fake_series(
+    path: Path,
+    classes: tuple[str, ...] = ("slow", "fast"),
+    per_class: int = 8,
+    length: int | tuple[int, int] = 64,
+    channels: int = 1,
+    seed: int = 0,
+) -> Path:
+    """JSON lines with ``series`` and ``label``: noisy sine waves, a higher frequency per class. ``length`` is a
+    number of steps or a ``(shortest, longest)`` range; one channel gives a list of numbers per row, several a
+    list of steps each listing its channels (``datasets`` reads ``List(Value(float64))`` or
+    ``List(List(Value(float64)))``)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    shortest, longest = (length, length) if isinstance(length, int) else length
+    with path.open("w") as f:
+        for index, name in enumerate(classes):
+            for _ in range(per_class):
+                steps = int(rng.integers(shortest, longest + 1))
+                t = np.arange(steps)[:, None] + rng.uniform(0, 20, channels)
+                values = np.sin(2 * np.pi * (index + 1) * t / 32) + 0.1 * rng.standard_normal((steps, channels))
+                series = values[:, 0].tolist() if channels == 1 else values.tolist()
+                f.write(json.dumps({"series": series, "label": name}) + "\n")
+    return path
+
+
 def changed_tensors(before: Path, after: Path, skip: tuple[str, ...] = ("classifier.",)) -> list[str]:
     """Names of the tensors in both checkpoint folders' ``model.safetensors`` whose values differ, those under
     ``skip`` (the new head) left out."""
@@ -96,9 +147,12 @@ def assert_head_only(before: Path, after: Path, head: tuple[str, ...] = ("classi
     assert not changed, f"head-only training changed pretrained tensors: {changed[:5]}"
 
 
-def lora_reload_logits(run_dir: Path, auto_model: str, batch: dict[str, Any]) -> tuple[Any, Any]:
+def lora_reload_logits(
+    run_dir: Path, auto_model: str, batch: dict[str, Any], output: str = "logits"
+) -> tuple[Any, Any]:
     """``(logits of the merged model the run saved, logits of its adapter loaded onto the base checkpoint)``
-    for ``batch`` (a processor's output). They should be equal (``torch.allclose``)."""
+    for ``batch`` (a processor's output). They should be equal (``torch.allclose``). ``auto_model`` and
+    ``output`` are the plugin's ``Modality.auto_model`` (by name) and ``logits_output``."""
     import torch
     import transformers
     from peft import PeftModel
@@ -110,4 +164,4 @@ def lora_reload_logits(run_dir: Path, auto_model: str, batch: dict[str, Any]) ->
     reloaded = PeftModel.from_pretrained(base, run_dir / "adapter").eval()
     merged = model_class.from_pretrained(run_dir).eval()
     with torch.no_grad():
-        return merged(**batch).logits, reloaded(**batch).logits
+        return merged(**batch)[output], reloaded(**batch)[output]

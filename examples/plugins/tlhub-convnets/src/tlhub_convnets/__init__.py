@@ -1,4 +1,8 @@
-"""tlhub plugin ``convnets``: transformers' ResNet and ConvNeXt image classifiers.
+"""tlhub plugin ``convnets``: transformers' ResNet and ConvNeXt image classifiers, and the ``bitfit`` strategy.
+
+- ``register_modalities``: ``convnets``, ResNet and ConvNeXt (transformers ``AutoModelForImageClassification``);
+- ``register_strategies``: ``bitfit``, which trains the biases (and, by default, the normalization layers'
+  scales) beside the new head: a few thousand parameters, for any plugin's models.
 
 Everything heavy (transformers, datasets, PIL) is imported inside the functions: ``tlhub plugins`` imports this
 module and must stay fast.
@@ -69,6 +73,63 @@ def make_encoder(processor: Any) -> Callable[..., dict[str, Any]]:
 def lora_targets(config: Any) -> tuple[str, ...]:
     """ResNet: every convolution (Conv2d); ConvNeXt: its pointwise layers (Linear)."""
     return ("convolution",) if config.model_type == "resnet" else ("pwconv1", "pwconv2")
+
+
+class BitFitOptions(tlhub.StrategyOptions):
+    """``tuning.bitfit`` of a recipe."""
+
+    norms: bool = Field(True, description="Also train the normalization layers' weights (BatchNorm, LayerNorm).")
+    learning_rate: float | None = Field(None, gt=0, le=10, description="Its own rate; null: train.learning_rate.")
+
+
+NORMS = ("BatchNorm", "LayerNorm", "GroupNorm")
+
+
+def _bitfit_trains(model: Any, options: BitFitOptions, modality: tlhub.Modality) -> set[str]:
+    head = modality.head(model.config)
+    names = set()
+    for module_name, module in model.named_modules():
+        norm = options.norms and type(module).__name__.startswith(NORMS)
+        for name, _ in module.named_parameters(prefix=module_name, recurse=False):
+            in_head = any(name == h or name.startswith(h + ".") for h in head)
+            if in_head or name.endswith(".bias") or norm:
+                names.add(name)
+    return names
+
+
+def bitfit(model: Any, options: BitFitOptions, modality: tlhub.Modality) -> Any:
+    """BitFit (Ben Zaken et al., 2022): only the biases, the normalization weights (``norms``) and the new head
+    train."""
+    trains = _bitfit_trains(model, options, modality)
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in trains)
+    return model
+
+
+def check_bitfit(model: Any, options: BitFitOptions, modality: tlhub.Modality) -> list[str]:
+    """A model with neither biases nor (asked for) normalization weights outside the head would train the head
+    alone: say so before anything loads."""
+    head = modality.head(model.config)
+    backbone = [n for n in _bitfit_trains(model, options, modality) if not any(n.startswith(h) for h in head)]
+    if backbone:
+        return []
+    what = (
+        "neither biases nor normalization weights" if options.norms else "no biases (and tuning.bitfit.norms is false)"
+    )
+    return [f"tuning.bitfit: this model has {what} outside its head, so only the head would train; use strategy head"]
+
+
+@tlhub.hookimpl
+def register_strategies(register: Callable[[tlhub.Strategy], None]) -> None:
+    register(
+        tlhub.Strategy(
+            name="bitfit",
+            options=BitFitOptions,
+            apply=bitfit,
+            check=check_bitfit,
+            description="biases and normalization weights, besides the new head (BitFit)",
+        )
+    )
 
 
 @tlhub.hookimpl
