@@ -218,12 +218,13 @@ class Modality:
             return getattr(transformers, self.auto_model)
         return self.auto_model
 
-    def from_config(self, config: Any, trust_remote_code: bool = False) -> Any:
-        """A model of ``config`` with random values: through the auto class, or the model class itself."""
+    def from_config(self, config: Any, trust_remote_code: bool = False, **kwargs: Any) -> Any:
+        """A model of ``config`` with random values: through the auto class, or the model class itself.
+        ``kwargs`` go to transformers (``attn_implementation``)."""
         model_class = self.model_class
         if hasattr(model_class, "from_config"):  # an auto class
-            return model_class.from_config(config, trust_remote_code=trust_remote_code)
-        return model_class._from_config(config)  # transformers' constructor from a config, with its dtype handling
+            return model_class.from_config(config, trust_remote_code=trust_remote_code, **kwargs)
+        return model_class._from_config(config, **kwargs)  # transformers' constructor from a config
 
     def head(self, config: Any) -> tuple[str, ...]:  # a PretrainedConfig (model.config of an nn.Module)
         """The head's module names in a model of ``config``."""

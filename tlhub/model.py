@@ -38,6 +38,14 @@ class HeadSurgery:
     lines: list[str] = field(default_factory=list)
 
 
+def attention_for(choice: str) -> str | None:
+    """The attention implementation to build with for ``model.attention``: ``None`` (transformers' default, SDPA
+    where the family has it) for ``auto``, else the recipe's choice. ``benchmarks/step_levers.py`` measured eager
+    and SDPA within 4% of each other for a training step on this project's CPU, for every shipped family at its
+    base's size and for ViT-B/16 (docs/benchmarks.md); on GPUs SDPA is the faster."""
+    return None if choice == "auto" else choice
+
+
 def build_model(
     modality: Modality,
     checkpoint: str | None,
@@ -47,6 +55,7 @@ def build_model(
     trust_remote_code: bool = False,
     allow_partial_load: bool = False,
     init: str = "pretrained",
+    attention: str | None = None,
 ) -> tuple[PreTrainedModel, HeadSurgery]:
     """Load ``checkpoint`` (or build ``config`` untrained) with a new head for the config's labels.
 
@@ -54,26 +63,30 @@ def build_model(
     ``allow_partial_load`` are the recipe's ``model.`` keys of those names: off, code shipped with the
     checkpoint never runs, and weights that do not fit the config outside the head are a ``CheckpointError``.
     ``init`` is ``model.init``: ``random`` builds the checkpoint's architecture without its values.
+    ``attention`` is the attention implementation (:func:`attention_for`); ``None``: transformers' default.
     """
     surgery = HeadSurgery()
+    extra = {"attn_implementation": attention} if attention else {}
     if checkpoint is None:
-        model = modality.from_config(config, trust_remote_code=trust_remote_code)
+        model = modality.from_config(config, trust_remote_code=trust_remote_code, **extra)
         surgery.lines.append("no pretrained checkpoint: every layer starts from random values")
     elif init == "random":
-        model = modality.from_config(config, trust_remote_code=trust_remote_code)
+        model = modality.from_config(config, trust_remote_code=trust_remote_code, **extra)
         surgery.lines.append(
             f"model.init random: the architecture and preprocessing of '{checkpoint}', every layer from random "
             "values (a from-scratch control)"
         )
     else:
-        model = _load_with_new_head(modality, checkpoint, config, surgery, trust_remote_code, allow_partial_load)
+        model = _load_with_new_head(
+            modality, checkpoint, config, surgery, trust_remote_code, allow_partial_load, extra
+        )
     if modality.extend_model is not None:
         surgery.lines += modality.call("extend_model", model=model, options=options)
     return model, surgery
 
 
 def _from_pretrained(
-    modality: Modality, checkpoint: str, config: PretrainedConfig, trust_remote_code: bool
+    modality: Modality, checkpoint: str, config: PretrainedConfig, trust_remote_code: bool, extra: dict[str, Any]
 ) -> tuple[PreTrainedModel, dict[str, Any]]:
     """The model and transformers' loading info; what the weights' loading raises, as one line."""
     from safetensors import SafetensorError
@@ -89,6 +102,7 @@ def _from_pretrained(
             dtype=torch.float32,
             use_safetensors=True,  # never unpickle: the plan refused pickle-only folders, this covers the Hub
             trust_remote_code=trust_remote_code,
+            **extra,
         )
     except ValueError as exc:
         if not trust_remote_code and "trust_remote_code" in str(exc):
@@ -113,8 +127,9 @@ def _load_with_new_head(
     surgery: HeadSurgery,
     trust_remote_code: bool,
     allow_partial_load: bool,
+    extra: dict[str, Any],
 ) -> PreTrainedModel:
-    model, info = _from_pretrained(modality, checkpoint, config, trust_remote_code)
+    model, info = _from_pretrained(modality, checkpoint, config, trust_remote_code, extra)
     head = modality.head(config)
     misfits, dropped = _outside_head(model, info, head)
     if misfits:

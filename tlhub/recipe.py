@@ -95,6 +95,12 @@ class ModelSection(_Section):
         description="transformers config values (with `model_type`) for a model trained from scratch; "
         "used instead of `checkpoint`.",
     )
+    attention: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
+        "auto",
+        description="The attention implementation the model is built with (transformers' attn_implementation). "
+        "auto: transformers' default (sdpa where the family has it; eager measured no faster on a CPU, "
+        "docs/benchmarks.md). flash_attention_2 needs a GPU and the flash-attn package.",
+    )
     init: Literal["pretrained", "random"] = Field(
         "pretrained",
         description="pretrained: start from the checkpoint's values. random: the checkpoint's architecture and "

@@ -350,8 +350,11 @@ class RunDir:
                 self.path.joinpath(f".tlhub-tmp-{self.run_file.name}").unlink(missing_ok=True)
                 self.run_file.write_text(text)
 
-    def save_model(self, model: Any, processor: Any) -> None:
+    def save_model(self, model: Any, processor: Any, state_dict: dict[str, Any] | None = None) -> None:
         """A Hugging Face model folder (weights, config with the label map, processor).
+
+        ``state_dict``: the full weights of a model sharded over processes (gathered by Accelerate), which
+        ``model``'s own parameters hold only a shard of.
 
         A peft model also leaves its adapter (with the trained head) in ``adapter/``, then is merged so that
         the folder itself loads with plain transformers. Saved into a staging folder, then moved into
@@ -365,7 +368,7 @@ class RunDir:
             model.save_pretrained(str(self._staging / self.adapter.name))
             processor.save_pretrained(self._staging / self.adapter.name)
             model = model.merge_and_unload()
-        model.save_pretrained(self._staging)
+        model.save_pretrained(self._staging, state_dict=state_dict)
         processor.save_pretrained(self._staging)
         ours = self._recorded()
         if foreign := sorted(

@@ -68,11 +68,40 @@ def _accelerator(plan: Plan, logs: Path) -> Accelerator:
     return make_accelerator(plan.recipe.train, logs, unfreezing=unfreezing)
 
 
+# The environment variables `accelerate launch` sets from its config file, read by Accelerator() in each process.
+_LAUNCH_SETTINGS = ("ACCELERATE_", "FSDP_")
+
+
+def _check_launch(plan: Plan, accelerator: Accelerator) -> None:
+    """Refuse what a sharded launch cannot do; say when the launcher asked for sharding that did not happen."""
+    import os
+
+    from tlhub.errors import RecipeError
+
+    running = accelerator.distributed_type.value
+    if running in ("FSDP", "DEEPSPEED") and plan.recipe.tuning.strategy == "lora":
+        raise RecipeError(
+            [
+                f"tuning.strategy: lora is not supported under {running} (the adapter is merged into weights that "
+                "are sharded over the processes); use recipes/accelerate/ddp.yaml, or strategy full or head"
+            ],
+            source=plan.source,
+        )
+    for flag, kind in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DEEPSPEED")):
+        if os.environ.get(flag, "").lower() == "true" and running != kind:
+            accelerator.print(
+                f"warning: the launcher asked for {kind}, but Accelerate runs {running} on "
+                f"{accelerator.device.type}: {kind} needs GPUs (Accelerate enables it only there); every process "
+                "holds the whole model (docs/distributed.md)"
+            )
+
+
 def _processes(plan: Plan, accelerator: Accelerator) -> dict[str, Any]:
     """Set this process's CPU threads; what run.json says of the processes, device and threads."""
     import os
 
     from tlhub.engine import set_threads
+    from tlhub.model import attention_for
 
     local = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
     threads, why = set_threads(plan.recipe.train, local)
@@ -80,10 +109,14 @@ def _processes(plan: Plan, accelerator: Accelerator) -> dict[str, Any]:
     return {
         "processes": accelerator.num_processes,
         "local_processes": local,
+        "distributed_type": accelerator.distributed_type.value,  # NO, MULTI_CPU, MULTI_GPU, FSDP, DEEPSPEED
         "device": str(accelerator.device),
         "mixed_precision": accelerator.mixed_precision,
+        "attention": attention_for(plan.recipe.model.attention) or "default",
         "threads": threads,
         "threads_from": why,
+        # what `accelerate launch --config_file` handed this process from its config (none under torchrun)
+        "accelerate_config": {k: v for k, v in sorted(os.environ.items()) if k.startswith(_LAUNCH_SETTINGS)},
     }
 
 
@@ -195,6 +228,7 @@ def _execute(plan: Plan, resume: bool, overwrite: bool, command: str, started: f
     rundir = RunDir(plan.output_dir)
     record = _run_record(plan, command)
     accelerator = _accelerator(plan, rundir.logs)
+    _check_launch(plan, accelerator)
     record["processes"] = _processes(plan, accelerator)
     decision = [rundir.claim(resume, overwrite, record) if accelerator.is_main_process else None]
     decision = broadcast_object_list(decision)  # the main process decided under the lock; the others follow
@@ -294,7 +328,7 @@ def _build(plan: Plan) -> tuple[Any, Any, Any]:
     """The model with its new head, the strategy applied, and the strategy's schedule; what was done is printed."""
     from accelerate.state import PartialState
 
-    from tlhub.model import build_model
+    from tlhub.model import attention_for, build_model
     from tlhub.tuning import apply_strategy, count_parameters, strategy_schedule
 
     r, modality, splits = plan.recipe, plan.modality, plan.splits
@@ -306,6 +340,7 @@ def _build(plan: Plan) -> tuple[Any, Any, Any]:
         trust_remote_code=r.model.trust_remote_code,
         allow_partial_load=r.model.allow_partial_load,
         init=r.model.init,
+        attention=attention_for(r.model.attention),
     )
     tuned = apply_strategy(r.tuning.strategy, model, r.tuning.options(), modality)
     schedule = strategy_schedule(r.tuning.strategy, tuned, r.tuning.options(), modality)
@@ -414,15 +449,20 @@ def _train_and_save(
             accelerator, final, split, _collate(plan), settings, metric, splits.labels, plan.modality.logits_output
         )
 
-    validation, _ = evaluate(splits.validation.select_columns(columns))
+    # the kept epoch's validation scores, as fit measured them on these very weights: not evaluated twice
+    (kept,) = [h for h in state.history if h["epoch"] == state.best_epoch]
+    validation = {k.removeprefix("validation_"): v for k, v in kept.items() if k.startswith("validation_")}
     test, test_predictions = evaluate(splits.test.select_columns(columns))
     metrics = {"validation": validation, "test": test}
     accelerator.print("test: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items() if k != "examples"))
 
     accelerator.wait_for_everyone()
+    # a sharded model (FSDP, DeepSpeed ZeRO-3) is gathered into one full copy, every process taking part
+    sharded = accelerator.distributed_type.value in ("FSDP", "DEEPSPEED")
+    state_dict = accelerator.get_state_dict(final) if sharded else None
     if accelerator.is_main_process:
         trainable, total = count_parameters(tuned)
-        rundir.save_model(accelerator.unwrap_model(final), plan.processor)
+        rundir.save_model(accelerator.unwrap_model(final), plan.processor, state_dict=state_dict)
         facts = CardFacts(
             recipe=r,
             command=command,
