@@ -263,3 +263,16 @@ def test_run_json_records_processes_device_precision_and_threads(runs: dict[str,
     processes = json.loads((result.output_dir / "run.json").read_text())["processes"]
     assert processes["processes"] == 1 and processes["device"] == "cpu" and processes["mixed_precision"] == "no"
     assert processes["threads"] >= 1 and processes["threads_from"]
+
+
+def test_train_compile_compiles_the_model_and_saves_a_plain_folder(tmp_path: Path, tiny_vit: Path) -> None:
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageClassification
+
+    out = tmp_path / "out"
+    result = tlhub.run(Recipe.model_validate(digits_recipe(tiny_vit, out, train={"compile": True})))
+    assert json.loads((out / "run.json").read_text())["processes"]["compile"] == "inductor"
+    assert result.metrics["test"]["examples"] == 360
+    keys = load_file(str(out / "model.safetensors")).keys()
+    assert not [k for k in keys if "_orig_mod" in k] and QUERY in keys  # the compiled wrapper is not saved
+    AutoModelForImageClassification.from_pretrained(out)

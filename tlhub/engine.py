@@ -106,6 +106,7 @@ def make_accelerator(train: TrainSection, logs: Path | None = None, unfreezing: 
         log_with=train.report_to or None,
         project_dir=str(logs) if train.report_to and logs is not None else None,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)] if unfreezing else None,
+        dynamo_backend="inductor" if train.compile else None,  # None: the launcher's config, else none
     )
     set_seed(train.seed)
     return accelerator

@@ -40,9 +40,9 @@ class HeadSurgery:
 
 def attention_for(choice: str) -> str | None:
     """The attention implementation to build with for ``model.attention``: ``None`` (transformers' default, SDPA
-    where the family has it) for ``auto``, else the recipe's choice. ``benchmarks/step_levers.py`` measured eager
-    and SDPA within 4% of each other for a training step on this project's CPU, for every shipped family at its
-    base's size and for ViT-B/16 (docs/benchmarks.md); on GPUs SDPA is the faster."""
+    where the family has it) for ``auto``, else the recipe's choice. ``benchmarks/step_levers.py`` found neither
+    eager nor SDPA consistently faster for a training step on this project's CPU (eager / SDPA 0.93-1.04 from run
+    to run, every shipped family at its base's size and ViT-B/16: docs/benchmarks.md); on GPUs SDPA is faster."""
     return None if choice == "auto" else choice
 
 
@@ -77,9 +77,7 @@ def build_model(
             "values (a from-scratch control)"
         )
     else:
-        model = _load_with_new_head(
-            modality, checkpoint, config, surgery, trust_remote_code, allow_partial_load, extra
-        )
+        model = _load_with_new_head(modality, checkpoint, config, surgery, trust_remote_code, allow_partial_load, extra)
     if modality.extend_model is not None:
         surgery.lines += modality.call("extend_model", model=model, options=options)
     return model, surgery

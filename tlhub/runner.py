@@ -94,6 +94,9 @@ def _check_launch(plan: Plan, accelerator: Accelerator) -> None:
                 f"{accelerator.device.type}: {kind} needs GPUs (Accelerate enables it only there); every process "
                 "holds the whole model (docs/distributed.md)"
             )
+            # transformers reads the flag too: with FSDP's low-memory loading, only rank 0 would load the weights
+            # and wait for FSDP to hand them to the others, which plain data parallel never does
+            os.environ[flag] = "false"
 
 
 def _processes(plan: Plan, accelerator: Accelerator) -> dict[str, Any]:
@@ -113,6 +116,7 @@ def _processes(plan: Plan, accelerator: Accelerator) -> dict[str, Any]:
         "device": str(accelerator.device),
         "mixed_precision": accelerator.mixed_precision,
         "attention": attention_for(plan.recipe.model.attention) or "default",
+        "compile": accelerator.state.dynamo_plugin.backend.value.lower(),  # "no", or torch.compile's backend
         "threads": threads,
         "threads_from": why,
         # what `accelerate launch --config_file` handed this process from its config (none under torchrun)
@@ -228,8 +232,8 @@ def _execute(plan: Plan, resume: bool, overwrite: bool, command: str, started: f
     rundir = RunDir(plan.output_dir)
     record = _run_record(plan, command)
     accelerator = _accelerator(plan, rundir.logs)
+    record["processes"] = _processes(plan, accelerator)  # the launcher's settings as it handed them
     _check_launch(plan, accelerator)
-    record["processes"] = _processes(plan, accelerator)
     decision = [rundir.claim(resume, overwrite, record) if accelerator.is_main_process else None]
     decision = broadcast_object_list(decision)  # the main process decided under the lock; the others follow
     begun = False
