@@ -67,17 +67,17 @@ def cases() -> dict[str, tuple[Any, Any, dict[str, torch.Tensor]]]:
 
 
 def step_seconds(model: Any, batch: dict[str, torch.Tensor], steps: int) -> list[float]:
+    """Seconds of each of ``steps + 2`` training steps (the first two are the warm-up)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     times = []
-    for i in range(steps + 2):
+    for _ in range(steps + 2):
         started = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = model(**batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        if i >= 2:
-            times.append(time.perf_counter() - started)
+        times.append(time.perf_counter() - started)
     return times
 
 
@@ -115,17 +115,7 @@ def compile_rows(steps: int) -> list[str]:
     for name in ("eager (no compile)", "torch.compile"):
         torch.manual_seed(0)
         model = _auto_image().from_config(cases_vit()).train()
-        run = torch.compile(model) if name == "torch.compile" else model
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-        times = []
-        for _ in range(steps + 2):
-            started = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = run(**batch).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            times.append(time.perf_counter() - started)
+        times = step_seconds(torch.compile(model) if name == "torch.compile" else model, batch, steps)
         rows.append(f"| {name} | {times[0]:.2f} | {statistics.median(times[2:]):.3f} |")
     return rows
 
@@ -182,7 +172,7 @@ def main() -> None:
         times: dict[str, list[float]] = {"eager": [], "sdpa": []}
         for _ in range(2):  # alternating blocks of steps: a drift of the machine touches both
             for attention, model in models.items():
-                times[attention] += step_seconds(model, batch, args.steps // 2)
+                times[attention] += step_seconds(model, batch, args.steps // 2)[2:]
         eager, sdpa = statistics.median(times["eager"]), statistics.median(times["sdpa"])
         rows.append(f"| {name} | {eager:.3f} | {sdpa:.3f} | {eager / sdpa:.2f} |")
         ratios.append(eager / sdpa)

@@ -32,7 +32,7 @@ from tlhub.plan import Plan, make_plan
 from tlhub.recipe import Recipe, load_recipe
 from tlhub.runner import RunResult, plan_run, run
 from tlhub.sources import Source
-from tlhub.tuning import Strategy, StrategyOptions
+from tlhub.tuning import Schedule, Strategy, StrategyOptions
 
 __version__ = "0.1.0"
 
@@ -53,6 +53,7 @@ __all__ = [
     "Recipe",
     "RecipeError",
     "RunResult",
+    "Schedule",
     "Source",
     "Strategy",
     "StrategyOptions",
