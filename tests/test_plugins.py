@@ -484,3 +484,66 @@ def test_the_example_packages_use_only_public_names_of_tlhub() -> None:
     assert len(used) >= 4, used  # both packages' code and tests
     private = {path: sorted(names - public) for path, names in used.items() if names - public}
     assert not private, private
+
+
+class JsonLinesTracker:
+    """A plugin's tracker: every call Accelerate makes, one JSON line each in ``logs/calls.jsonl``."""
+
+    @staticmethod
+    def make(logging_dir: str) -> Any:
+        from accelerate.tracking import GeneralTracker
+
+        class Calls(GeneralTracker):
+            name = "jsonl"
+            requires_logging_directory = False
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.path = Path(logging_dir) / "calls.jsonl"
+
+            @property
+            def tracker(self) -> Path:
+                return self.path
+
+            def _write(self, **entry: Any) -> None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self.path.open("a") as f:
+                    f.write(json.dumps(entry) + "\n")
+
+            def store_init_configuration(self, values: dict[str, Any]) -> None:
+                self._write(call="config", values=values)
+
+            def log(self, values: dict[str, Any], step: int | None = None, **kwargs: Any) -> None:
+                self._write(call="log", values=values, step=step)
+
+            def finish(self) -> None:
+                self._write(call="finish")
+
+        return Calls()
+
+    @tlhub.hookimpl
+    def register_trackers(self, register: Any) -> None:
+        register(tlhub.Tracker(name="jsonl", make=self.make, description="every call, as JSON lines"))
+
+
+def test_a_plugin_tracker_named_in_report_to_receives_the_run(tmp_path: Path, tiny_vit: Path) -> None:
+    from pydantic import ValidationError
+
+    from tests.conftest import digits_recipe
+    from tlhub.recipe import TrainSection
+
+    plugin = JsonLinesTracker()
+    plugins.pm.register(plugin, name="tracker-test")
+    try:
+        assert plugins.trackers()["jsonl"].plugin == "tracker-test"
+        train = {"epochs": 2, "report_to": ["jsonl"], "logging_steps": 1}
+        tlhub.run(tlhub.Recipe.model_validate(digits_recipe(tiny_vit, tmp_path / "out", train=train)))
+        calls = [json.loads(line) for line in (tmp_path / "out" / "logs" / "calls.jsonl").read_text().splitlines()]
+        assert calls[0]["call"] == "config" and calls[0]["values"]["train.epochs"] == 2
+        logged = [c["values"] for c in calls if c["call"] == "log"]
+        assert len([v for v in logged if "validation/accuracy" in v]) == 2  # one per epoch
+        assert any("train/loss" in v for v in logged) and calls[-1]["call"] == "finish"
+        with pytest.raises(ValidationError, match=r"'jsnol' is not a known tracker \(known: aim, .*jsonl.*\); did"):
+            TrainSection(report_to=["jsnol"])
+    finally:
+        plugins.pm.unregister(plugin)

@@ -32,6 +32,7 @@ from tlhub.plan import Plan, make_plan
 from tlhub.recipe import Recipe, load_recipe
 from tlhub.runner import RunResult, plan_run, run
 from tlhub.sources import Source
+from tlhub.trackers import Tracker
 from tlhub.tuning import Schedule, Strategy, StrategyOptions
 
 __version__ = "0.1.0"
@@ -58,6 +59,7 @@ __all__ = [
     "Strategy",
     "StrategyOptions",
     "TlhubError",
+    "Tracker",
     "TrainedModel",
     "__version__",
     "compare",

@@ -167,6 +167,7 @@ def plugins(as_json: bool) -> None:
             ("source", i.sources),
             ("metric", i.metrics),
             ("strategy", i.strategies),
+            ("tracker", i.trackers),
         )
         for kind, names in kinds:
             for name in names:

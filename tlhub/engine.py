@@ -103,13 +103,24 @@ def make_accelerator(train: TrainSection, logs: Path | None = None, unfreezing: 
         gradient_accumulation_steps=train.gradient_accumulation_steps,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, non_blocking=True),
         # Only names the folder: the trackers create it when they start, once the run directory is claimed.
-        log_with=train.report_to or None,
+        log_with=_trackers(train.report_to, logs) or None,
         project_dir=str(logs) if train.report_to and logs is not None else None,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)] if unfreezing else None,
         dynamo_backend="inductor" if train.compile else None,  # None: the launcher's config, else none
     )
     set_seed(train.seed)
     return accelerator
+
+
+def _trackers(names: list[str], logs: Path | None) -> list[Any]:
+    """``train.report_to`` for Accelerate: its own trackers by name, a plugin's as a new tracker of the run."""
+    if not names:
+        return []
+    from tlhub.plugins import trackers
+
+    registered = trackers()
+    folder = str(logs) if logs is not None else "logs"
+    return [registered[name].make(folder) if name in registered else name for name in names]
 
 
 def usable_cpus(cgroup_limit: Path | str = "/sys/fs/cgroup/cpu.max") -> int:

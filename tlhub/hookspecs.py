@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from tlhub.metrics import Metric
     from tlhub.modality import Modality
     from tlhub.sources import Source
+    from tlhub.trackers import Tracker
     from tlhub.tuning import Strategy
 
 hookspec = pluggy.HookspecMarker("tlhub")
@@ -68,6 +69,20 @@ def register_metrics(register: Callable[[Metric], None]) -> None:  # type: ignor
     module (the path of a local module file, so that it loads offline) whose ``compute`` takes
     ``predictions``, ``references`` and ``label_names``, and a one-line description. tlhub registers
     ``accuracy``, ``f1`` and ``f1_per_class`` through this same hook (``tlhub/builtins.py``).
+
+    Returns: nothing; every plugin's implementation is called.
+    """
+
+
+@hookspec
+def register_trackers(register: Callable[[Tracker], None]) -> None:  # type: ignore[empty-body]
+    """Register experiment trackers that recipes can name in ``train.report_to``, beside Accelerate's own.
+
+    When: once, the first time a recipe is validated or plugins are listed.
+
+    Arguments: ``register``, a callback taking one :class:`tlhub.Tracker`: its name, ``make(logging_dir)``
+    returning a new ``accelerate.tracking.GeneralTracker`` for a run, and a one-line description. Accelerate
+    hands it the recipe once, then the training log and each epoch's validation metrics.
 
     Returns: nothing; every plugin's implementation is called.
     """

@@ -123,7 +123,9 @@ def _tracker_problems(recipe: Recipe) -> list[str]:
         return []
     from accelerate.tracking import get_available_trackers
 
-    available = {str(tracker) for tracker in get_available_trackers()}
+    from tlhub.plugins import trackers
+
+    available = {str(tracker) for tracker in get_available_trackers()} | set(trackers())
     return [
         f"train.report_to: '{name}' is not installed; pip install {_TRACKER_PACKAGES.get(name, name)}, "
         "or remove it from train.report_to"

@@ -29,6 +29,8 @@ from tlhub.input_types import InputType
 from tlhub.metrics import Metric
 from tlhub.modality import Modality, registration_problems
 from tlhub.sources import Source
+from tlhub.trackers import Tracker
+from tlhub.trackers import problems as tracker_problems
 from tlhub.tuning import Strategy, strategy_problems
 
 ENTRY_POINT_GROUP = "tlhub"
@@ -89,6 +91,7 @@ class Registry:
     strategies: dict[str, Strategy] = field(default_factory=dict)
     modalities: dict[str, Modality] = field(default_factory=dict)
     sources: dict[str, Source] = field(default_factory=dict)
+    trackers: dict[str, Tracker] = field(default_factory=dict)
     errors: dict[str, list[str]] = field(default_factory=dict)  # plugin name -> problems
     # (kind, name) -> the plugins that registered it: an ambiguous name that no recipe can use
     taken_twice: dict[tuple[str, str], list[str]] = field(default_factory=dict)
@@ -108,7 +111,14 @@ def _each_plugin(hook_name: str) -> list[tuple[str, pluggy.HookCaller]]:
     return callers
 
 
-_LABELS = {InputType: "input type", Metric: "metric", Modality: "modality", Source: "data source", Strategy: "strategy"}
+_LABELS = {
+    InputType: "input type",
+    Metric: "metric",
+    Modality: "modality",
+    Source: "data source",
+    Strategy: "strategy",
+    Tracker: "tracker",
+}
 
 
 def _collect(registry: Registry, hook_name: str, kind: type[Any], into: dict[str, Any]) -> None:
@@ -154,6 +164,7 @@ _PROBLEMS: dict[type[Any], Any] = {
     Metric: metric_modules.problems,
     Strategy: strategy_problems,
     Source: _source_problems,
+    Tracker: tracker_problems,
 }
 
 
@@ -166,6 +177,7 @@ def registry() -> Registry:
     _collect(found, "register_metrics", Metric, found.metrics)
     _collect(found, "register_strategies", Strategy, found.strategies)
     _collect(found, "register_sources", Source, found.sources)
+    _collect(found, "register_trackers", Tracker, found.trackers)
     return found
 
 
@@ -182,6 +194,11 @@ def metrics() -> dict[str, Metric]:
 def strategies() -> dict[str, Strategy]:
     """Every usable registered tuning strategy by name."""
     return registry().strategies
+
+
+def trackers() -> dict[str, Tracker]:
+    """Every usable registered experiment tracker by name (Accelerate's own are not among them)."""
+    return registry().trackers
 
 
 def sources() -> dict[str, Source]:
@@ -236,6 +253,7 @@ class PluginInfo:
     input_types: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
     strategies: list[str] = field(default_factory=list)
+    trackers: list[str] = field(default_factory=list)
     # What each registered name is: "image input, builds vit: ViT image classifiers (...)"
     described: dict[str, str] = field(default_factory=dict)
 
@@ -268,6 +286,7 @@ def plugin_infos() -> list[PluginInfo]:
                 input_types=sorted(t.name for t in found.input_types.values() if t.plugin == name),
                 metrics=sorted(m.name for m in found.metrics.values() if m.plugin == name),
                 strategies=sorted(t.name for t in found.strategies.values() if t.plugin == name),
+                trackers=sorted(t.name for t in found.trackers.values() if t.plugin == name),
                 described={
                     **{
                         t.name: f"{t.description} (datasets features: {', '.join(t.features)})"
@@ -283,6 +302,7 @@ def plugin_infos() -> list[PluginInfo]:
                     **{s.name: s.description for s in found.sources.values() if s.plugin == name},
                     **{m.name: m.description for m in found.metrics.values() if m.plugin == name},
                     **{t.name: t.description for t in found.strategies.values() if t.plugin == name},
+                    **{t.name: t.description for t in found.trackers.values() if t.plugin == name},
                 },
             )
         )

@@ -425,7 +425,8 @@ class TrainSection(_Section):
     report_to: list[Annotated[str, Field(json_schema_extra=_enum(TRACKERS))]] = Field(
         default_factory=list,
         description=f"Experiment trackers that receive the recipe, the training log and each epoch's validation "
-        f"metrics, through Accelerate: {', '.join(TRACKERS)}; each one's package must be installed. TensorBoard "
+        f"metrics, through Accelerate: {', '.join(TRACKERS)}, or one a plugin registers (`tlhub plugins`); each "
+        "one's package must be installed. TensorBoard "
         "and Aim write under logs/ in output_dir (`tensorboard --logdir OUTPUT_DIR/logs`); the others log where "
         "their own settings say (their service, or a folder of theirs in the working directory).",
     )
@@ -433,9 +434,14 @@ class TrainSection(_Section):
     @field_validator("report_to")
     @classmethod
     def _known_trackers(cls, values: list[str]) -> list[str]:
+        if not values:
+            return values
+        from tlhub.plugins import trackers
+
+        known = {*TRACKERS, *trackers()}  # Accelerate's, and those plugins register
         for v in values:
-            if v not in TRACKERS:
-                raise _unknown("tracker", v, sorted(TRACKERS))
+            if v not in known:
+                raise _unknown("tracker", v, sorted(known))
         return _no_duplicates(values, "tracker")
 
 
