@@ -211,3 +211,16 @@ def test_the_processor_crops_pads_and_resamples_marking_what_was_not_observed() 
     resample = SeriesProcessor(context_length=5, num_channels=2, fit="resample")
     (window,) = resample([[[0, 10], [4, 50]]])["past_values"]
     assert window.tolist() == [[0, 10], [1, 20], [2, 30], [3, 40], [4, 50]]
+
+
+def test_the_classical_baseline_tells_the_classes_apart_by_their_spectrum(tmp_path: Path) -> None:
+    from tlhub_timeseries.processor import SeriesProcessor
+
+    data = testing.fake_series(tmp_path / "s.jsonl", per_class=30)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    series, labels = [r["series"] for r in rows], [r["label"] == "fast" for r in rows]
+    estimator = tlhub_timeseries.baseline(SeriesProcessor(context_length=64), seed=0)
+    estimator.fit(series[::2], labels[::2])
+    probabilities = estimator.predict_proba(series[1::2])
+    assert probabilities.shape == (30, 2)
+    assert ((probabilities[:, 1] > 0.5) == labels[1::2]).mean() >= 0.9

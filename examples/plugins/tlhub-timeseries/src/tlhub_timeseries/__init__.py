@@ -127,6 +127,13 @@ def make_encoder(processor: Any) -> Callable[[list[Any]], dict[str, Any]]:
     return encode
 
 
+def baseline(processor: Any, seed: int) -> Any:
+    """Logistic regression on each series' statistics and spectrum (``tlhub compare``'s ``baseline``)."""
+    from tlhub_timeseries.classical import baseline as make
+
+    return make(processor, seed)
+
+
 def layers(config: Any) -> tuple[str | tuple[str, ...], ...]:
     """The patch embedding with the positions, then each encoder layer (for gradual unfreezing)."""
     blocks = [f"model.encoder.layers.{i}" for i in range(config.num_hidden_layers)]
@@ -166,6 +173,7 @@ def register_modalities(register: Callable[[tlhub.Modality], None]) -> None:
             adapt_config=adapt_config,
             logits_output="prediction_logits",
             layers=layers,
+            baseline=baseline,
             options=Options,
             description="PatchTST time-series classifiers (transformers PatchTSTForClassification)",
         )
