@@ -547,3 +547,33 @@ def test_a_plugin_tracker_named_in_report_to_receives_the_run(tmp_path: Path, ti
             TrainSection(report_to=["jsnol"])
     finally:
         plugins.pm.unregister(plugin)
+
+
+def test_a_processor_that_cannot_be_saved_stops_the_plan_not_the_end_of_training(
+    tmp_path: Path, tiny_vit: Path
+) -> None:
+    import dataclasses
+
+    from tests.conftest import digits_recipe
+
+    class Plain:  # preprocessing a plugin wrote by hand, with nothing to save it by
+        def __call__(self, images: Any, return_tensors: str = "pt") -> dict[str, Any]:
+            return {"pixel_values": torch.zeros(len(images), 3, 16, 16)}
+
+    unsaved = dataclasses.replace(plugins.modalities()["image"], name="unsaved", load_processor=lambda: Plain())
+
+    class Unsaved:
+        @tlhub.hookimpl
+        def register_modalities(self, register: Any) -> None:
+            register(unsaved)
+
+    plugin = Unsaved()
+    plugins.pm.register(plugin, name="unsaved-test")
+    try:
+        recipe = tlhub.Recipe.model_validate(digits_recipe(tiny_vit, tmp_path / "out", model={"plugin": "unsaved"}))
+        with pytest.raises(PluginError) as refused:
+            tlhub.make_plan(recipe)
+        assert str(refused.value).startswith("plugin 'unsaved': its processor (Plain) has no save_pretrained;")
+        assert not (tmp_path / "out").exists()
+    finally:
+        plugins.pm.unregister(plugin)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tlhub import plugins
 from tlhub.checkpoint import check_config, config_from_dict, read_checkpoint_config
-from tlhub.errors import CheckpointError, RecipeError
+from tlhub.errors import CheckpointError, PluginError, RecipeError
 from tlhub.modality import Modality, check_input_types
 from tlhub.recipe import Recipe, format_errors, load_recipe, validate_recipe
 from tlhub.rundir import check_location
@@ -231,6 +231,12 @@ def make_plan(recipe: Recipe | str | Path, overrides: dict[str, Any] | list[str]
             registry.input_types,
         )
     processor = _processor(modality, checkpoint, config, options, recipe.model.trust_remote_code)
+    if not callable(getattr(processor, "save_pretrained", None)):  # found now, not after the training
+        raise PluginError(
+            f"plugin '{modality.name}': its processor ({type(processor).__name__}) has no save_pretrained; tlhub "
+            "saves it beside the model and load_processor reads it back (a transformers processor, or a "
+            "FeatureExtractionMixin subclass: docs/plugins.md)"
+        )
     if modality.check_plan is not None:
         found = modality.call("check_plan", config=config, checkpoint=checkpoint, processor=processor, options=options)
         problems = list(found or [])
