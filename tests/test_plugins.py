@@ -577,3 +577,43 @@ def test_a_processor_that_cannot_be_saved_stops_the_plan_not_the_end_of_training
         assert not (tmp_path / "out").exists()
     finally:
         plugins.pm.unregister(plugin)
+
+
+@pytest.mark.parametrize(
+    ("encoded", "problem"),
+    [
+        ({"pixels": torch.zeros(2, 3, 16, 16)}, "lacks pixel_values, the input ViTForImageClassification reads"),
+        ({"pixel_values": [[0.0]] * 2}, "holds pixel_values that are not tensors (return_tensors='pt')"),
+        (
+            {"pixel_values": torch.zeros(2, 3, 16, 16), "interpolate_pos_encoding": torch.zeros(3)},
+            "has tensors of different batch sizes",
+        ),
+    ],
+)
+def test_an_encoder_whose_batch_does_not_fit_the_model_stops_the_plan(
+    tmp_path: Path, tiny_vit: Path, encoded: dict[str, Any], problem: str
+) -> None:
+    import dataclasses
+
+    from tests.conftest import digits_recipe
+
+    def make_encoder() -> Any:
+        return lambda images: {k: v[: len(images)] if isinstance(v, list) else v for k, v in encoded.items()}
+
+    misfit = dataclasses.replace(plugins.modalities()["image"], name="misfit", make_encoder=make_encoder)
+
+    class Misfit:
+        @tlhub.hookimpl
+        def register_modalities(self, register: Any) -> None:
+            register(misfit)
+
+    plugin = Misfit()
+    plugins.pm.register(plugin, name="misfit-test")
+    try:
+        recipe = tlhub.Recipe.model_validate(digits_recipe(tiny_vit, tmp_path / "out", model={"plugin": "misfit"}))
+        with pytest.raises(PluginError) as refused:
+            tlhub.make_plan(recipe)
+        assert str(refused.value).startswith(f"plugin 'misfit': make_encoder's batch {problem}"), str(refused.value)
+        assert not (tmp_path / "out").exists()
+    finally:
+        plugins.pm.unregister(plugin)

@@ -171,6 +171,35 @@ def _processor(
         ) from None
 
 
+def _check_encoder(
+    modality: Modality, processor: Any, config: PretrainedConfig, options: Any, recipe: Recipe, split: Any
+) -> None:
+    """Encode two examples as evaluation does, and check that the batch is what the model takes: tensors of
+    one batch size, the model's main input among them (transformers 5 forwards take ``**kwargs``, so a
+    misnamed input would pass silently until the model missed it). A plugin whose encoder does not fit its
+    model stops here, with what is wrong, not at the first training step."""
+    import torch
+
+    collate = modality.collate(processor, config, options, recipe.data.input_columns)
+    batch = collate([split[i] for i in range(min(2, len(split)))])
+    where = f"plugin '{modality.name}': make_encoder's batch"
+    wrong = sorted(k for k, v in batch.items() if not isinstance(v, torch.Tensor))
+    if wrong:
+        raise PluginError(f"{where} holds {', '.join(wrong)} that are not tensors (return_tensors='pt')")
+    sizes = {k: v.shape[0] if v.dim() else None for k, v in batch.items()}
+    if len(set(sizes.values())) > 1:
+        raise PluginError(f"{where} has tensors of different batch sizes: {sizes}")
+    model_class = modality.model_class
+    concrete = getattr(model_class, "_model_mapping", {}).get(type(config), model_class)
+    if not hasattr(concrete, "forward"):  # code shipped with a checkpoint, known only once it loads
+        return
+    main = getattr(concrete, "main_input_name", None)
+    if main and main not in batch:
+        raise PluginError(
+            f"{where} lacks {main}, the input {concrete.__name__} reads (the batch holds {', '.join(sorted(batch))})"
+        )
+
+
 def _skeleton_problems(modality: Modality, config: PretrainedConfig, recipe: Recipe) -> list[str]:
     """Build the model on the meta device (no memory) and check the strategy's options against it."""
     import torch
@@ -245,6 +274,7 @@ def make_plan(recipe: Recipe | str | Path, overrides: dict[str, Any] | list[str]
         raise RecipeError(problems, source=source)
 
     splits, adaptations = _checked_splits(recipe, modality, registry.sources, config, processor, options)
+    _check_encoder(modality, processor, config, options, recipe, splits.validation)
     _label_config(config, splits.labels)
     if modality.adapt_config is not None:
         modality.call("adapt_config", config=config, options=options)
