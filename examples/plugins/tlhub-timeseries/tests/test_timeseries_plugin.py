@@ -145,6 +145,7 @@ def test_a_recipe_pairing_it_with_images_is_refused(pretrained: Path, tmp_path: 
         ([], "is empty or nested deeper than steps x channels"),
         ([1.0, float("inf")], "holds an infinite value; only numbers and null (missing) are valid"),
         ([None, None], "has no observed value (every value is null or NaN)"),
+        (None, "is missing (null); every row needs a series"),
     ],
 )
 def test_a_bad_row_is_a_data_error_naming_it(pretrained: Path, tmp_path: Path, row: list[Any], problem: str) -> None:
@@ -178,6 +179,13 @@ def test_series_of_another_shape_are_refused_by_column_or_by_row(pretrained: Pat
     assert str(bad.value) == (
         "data: row 4 of column 'series' is not a list of numbers or of equally long per-step lists of numbers"
     )
+
+
+def test_a_window_shorter_than_a_patch_is_refused_before_anything_loads(tmp_path: Path) -> None:
+    data = testing.fake_series(tmp_path / "series.jsonl", per_class=6)
+    config = {**TINY, "context_length": 4}
+    with pytest.raises(tlhub.RecipeError, match=r"model.config.context_length: context_length 4 is shorter than"):
+        tlhub.make_plan(recipe(data, tmp_path / "out", model={"checkpoint": None, "config": config}))
 
 
 def test_the_cli_refuses_a_bad_row_and_a_misspelt_metric_naming_the_valid_ones(

@@ -66,12 +66,10 @@ def adapt_config(config: Any) -> None:
     config.num_targets = config.num_labels
 
 
-def check_plan(config: Any) -> list[str]:
+def check_plan(config: Any, checkpoint: str | None) -> list[str]:
     if config.context_length < config.patch_length:
-        return [
-            f"model.checkpoint: context_length {config.context_length} is shorter than one patch "
-            f"(patch_length {config.patch_length})"
-        ]
+        where = "model.checkpoint" if checkpoint else "model.config.context_length"
+        return [f"{where}: context_length {config.context_length} is shorter than one patch ({config.patch_length})"]
     return []
 
 
@@ -86,6 +84,8 @@ def check_data(split: Any, columns: list[str], processor: Any) -> tuple[Any, lis
     for batch in rows.iter(batch_size=BATCH):
         for number, series in zip(batch[tlhub.INDEX_COLUMN], batch[column], strict=True):
             where = f"data: row {number} of column '{column}'"
+            if series is None:
+                raise tlhub.DataError(f"{where} is missing (null); every row needs a series")
             try:
                 values = processor.array(series)
             except (ValueError, TypeError):
