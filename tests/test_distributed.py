@@ -162,16 +162,19 @@ def test_a_resumed_two_process_run_trains_what_an_uninterrupted_one_does(tmp_pat
     same_run(one.output_dir, tmp_path / "two")
 
 
-def test_fsdp_asked_for_on_a_cpu_runs_data_parallel_and_says_so(tmp_path: Path) -> None:
-    """Accelerate enables FSDP on GPU-like devices only: on a CPU the launch runs plain data parallel (gloo).
-    tlhub says so, records both, and saves an ordinary model folder that transformers.pipeline loads."""
+@pytest.mark.parametrize("shipped", ["ddp_cpu.yaml", "fsdp.yaml"])
+def test_the_shipped_accelerate_configs_launch_on_this_cpu(tmp_path: Path, shipped: str) -> None:
+    """ddp_cpu.yaml as it is; fsdp.yaml on 2 CPU processes: Accelerate enables FSDP on GPU-like devices only, so
+    the launch runs plain data parallel (gloo), and tlhub says so and records both. Either way the saved folder
+    is an ordinary model folder that transformers.pipeline loads."""
     from sklearn.datasets import load_digits
     from transformers import pipeline
 
-    config = tmp_path / "fsdp_cpu.yaml"
-    shipped = (REPO / "recipes" / "accelerate" / "fsdp.yaml").read_text()
+    config = tmp_path / shipped
     config.write_text(
-        shipped.replace("num_processes: 8", "num_processes: 2")
+        (REPO / "recipes" / "accelerate" / shipped)
+        .read_text()
+        .replace("num_processes: 8", "num_processes: 2")
         .replace("mixed_precision: bf16", "mixed_precision: 'no'")
         .replace("use_cpu: false", "use_cpu: true")
     )
@@ -186,11 +189,15 @@ def test_fsdp_asked_for_on_a_cpu_runs_data_parallel_and_says_so(tmp_path: Path) 
         timeout=600,
     )
     assert done.returncode == 0, _errors(done.stderr)
-    assert "asked for FSDP, but Accelerate runs MULTI_CPU on cpu: FSDP needs GPUs" in done.stdout
     processes = json.loads((tmp_path / "out" / "run.json").read_text())["processes"]
     assert processes["distributed_type"] == "MULTI_CPU" and processes["processes"] == 2
-    assert processes["accelerate_config"]["ACCELERATE_USE_FSDP"] == "true"
-    assert processes["accelerate_config"]["FSDP_AUTO_WRAP_POLICY"] == "TRANSFORMER_BASED_WRAP"
+    warned = "asked for FSDP, but Accelerate runs MULTI_CPU on cpu: FSDP needs GPUs" in done.stdout
+    if shipped == "fsdp.yaml":
+        assert warned and processes["accelerate_config"]["ACCELERATE_USE_FSDP"] == "true"
+        assert processes["accelerate_config"]["FSDP_AUTO_WRAP_POLICY"] == "TRANSFORMER_BASED_WRAP"
+    else:
+        assert not warned and "ACCELERATE_USE_FSDP" not in processes["accelerate_config"]
+        assert processes["accelerate_config"]["ACCELERATE_MIXED_PRECISION"] == "no"
     image = __import__("PIL.Image").Image.fromarray((load_digits().images[0] * 255 / 16).astype("uint8"))
     (best, *_) = pipeline("image-classification", model=str(tmp_path / "out"))(image)
     assert best["label"] in {str(d) for d in range(10)}
