@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 import tlhub
 from tests.conftest import REPO
-from tlhub import hookspecs, plugins
+from tlhub import hookspecs, plugins, testing
 from tlhub.errors import InputTypeError, PluginError
 
 
@@ -561,22 +561,23 @@ def test_a_processor_that_cannot_be_saved_stops_the_plan_not_the_end_of_training
             return {"pixel_values": torch.zeros(len(images), 3, 16, 16)}
 
     unsaved = dataclasses.replace(plugins.modalities()["image"], name="unsaved", load_processor=lambda: Plain())
-
-    class Unsaved:
-        @tlhub.hookimpl
-        def register_modalities(self, register: Any) -> None:
-            register(unsaved)
-
-    plugin = Unsaved()
-    plugins.pm.register(plugin, name="unsaved-test")
-    try:
+    with testing.registered(registering(unsaved), name="unsaved-test"):
         recipe = tlhub.Recipe.model_validate(digits_recipe(tiny_vit, tmp_path / "out", model={"plugin": "unsaved"}))
         with pytest.raises(PluginError) as refused:
             tlhub.make_plan(recipe)
-        assert str(refused.value).startswith("plugin 'unsaved': its processor (Plain) has no save_pretrained;")
-        assert not (tmp_path / "out").exists()
-    finally:
-        plugins.pm.unregister(plugin)
+    assert str(refused.value).startswith("plugin 'unsaved': its processor (Plain) has no save_pretrained;")
+    assert not (tmp_path / "out").exists()
+
+
+def registering(modality: tlhub.Modality) -> object:
+    """A plugin that registers ``modality``."""
+
+    class One:
+        @tlhub.hookimpl
+        def register_modalities(self, register: Any) -> None:
+            register(modality)
+
+    return One()
 
 
 @pytest.mark.parametrize(
@@ -601,19 +602,9 @@ def test_an_encoder_whose_batch_does_not_fit_the_model_stops_the_plan(
         return lambda images: {k: v[: len(images)] if isinstance(v, list) else v for k, v in encoded.items()}
 
     misfit = dataclasses.replace(plugins.modalities()["image"], name="misfit", make_encoder=make_encoder)
-
-    class Misfit:
-        @tlhub.hookimpl
-        def register_modalities(self, register: Any) -> None:
-            register(misfit)
-
-    plugin = Misfit()
-    plugins.pm.register(plugin, name="misfit-test")
-    try:
+    with testing.registered(registering(misfit), name="misfit-test"):
         recipe = tlhub.Recipe.model_validate(digits_recipe(tiny_vit, tmp_path / "out", model={"plugin": "misfit"}))
         with pytest.raises(PluginError) as refused:
             tlhub.make_plan(recipe)
-        assert str(refused.value).startswith(f"plugin 'misfit': make_encoder's batch {problem}"), str(refused.value)
-        assert not (tmp_path / "out").exists()
-    finally:
-        plugins.pm.unregister(plugin)
+    assert str(refused.value).startswith(f"plugin 'misfit': make_encoder's batch {problem}"), str(refused.value)
+    assert not (tmp_path / "out").exists()
