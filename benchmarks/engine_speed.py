@@ -6,10 +6,11 @@ The same model (the CIFAR-10 ViT with a new 10-class head), data (the digits tra
 image plugin's encoder), batch (32), precision (bf16 autocast), optimizer (fused AdamW, cosine schedule with
 warmup, gradient clipping at 1.0) and steps for each. Each contender is a process of its own that trains
 ``--epochs`` epochs and reports its training time per epoch (data loading included, evaluation excluded); the
-figure is training samples per second, the median over the epochs after the first. Contenders run in turn,
-tlhub then each other one, ``--pairs`` times, and each tlhub run is divided by the other run of its pair, so a
-drift of the machine's speed cancels. Attention: transformers' default (SDPA) for all, which tlhub's
-``model.attention: auto`` keeps (benchmarks/attention.py). Time it on a quiet machine.
+figure is training samples per second, the median over the epochs after the first. Contenders run in pairs,
+tlhub and each other one, ``--pairs`` times, tlhub first in one pair and second in the next, and each tlhub run
+is divided by the other run of its pair, so a drift of the machine's speed cancels. Attention: transformers'
+default (SDPA) for all, which tlhub's ``model.attention: auto`` keeps (benchmarks/step_levers.py). Time it on a
+quiet machine.
 """
 
 from __future__ import annotations
@@ -174,8 +175,11 @@ def main() -> None:
     rates: dict[str, list[float]] = {n: [] for n in ["tlhub", *others]}
     ratios: dict[str, list[float]] = {n: [] for n in others}
     for pair in range(args.pairs):
-        for name in others:  # tlhub, then the other, in turn: each ratio from neighbouring runs
-            ours, theirs = samples_per_second("tlhub", args.epochs), samples_per_second(name, args.epochs)
+        for name in others:  # each ratio from neighbouring runs, tlhub first in one pair and second in the next:
+            if pair % 2 == 0:  # a machine that speeds up or slows down over time favours neither
+                ours, theirs = samples_per_second("tlhub", args.epochs), samples_per_second(name, args.epochs)
+            else:
+                theirs, ours = samples_per_second(name, args.epochs), samples_per_second("tlhub", args.epochs)
             rates["tlhub"].append(ours)
             rates[name].append(theirs)
             ratios[name].append(ours / theirs)
@@ -192,7 +196,8 @@ def main() -> None:
         "## Engine speed: tlhub against HF Trainer and a bare loop",
         "",
         f"`benchmarks/engine_speed.py`, {machine()}: the digits fine-tune of `recipes/digits_vit.yaml` (batch 32, "
-        f"bf16 autocast, fused AdamW, clipping 1.0), {args.epochs} epochs a run, {args.pairs} pairs; samples/s "
+        f"bf16 autocast, fused AdamW, clipping 1.0), {args.epochs} epochs a run, {args.pairs} pairs in alternating "
+        "order; samples/s "
         f"of a run: the median over its epochs 2-{args.epochs}.",
         "",
         *rows,
